@@ -1,0 +1,16 @@
+"""Compute kernels: plain array-in/array-out functions, no autograd.
+
+Installed as ``minires.kernels``. Every kernel has a NumPy reference (array-module generic) and may
+have faster versions registered beside it; see ``_dispatch`` for how one is picked.
+"""
+from ._dispatch import CPU_BACKENDS, Kernel, get_kernels, set_kernels
+from .batchnorm import bn_backward, bn_forward, bn_stats
+from .im2col import col2im, conv_out_size, im2col
+from .pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
+
+__all__ = [
+    "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels",
+    "im2col", "col2im", "conv_out_size",
+    "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
+    "bn_stats", "bn_forward", "bn_backward",
+]

@@ -1,0 +1,54 @@
+"""The one dispatch point between the autograd ops and the compute kernels.
+
+Each kernel is written first as a NumPy reference function, array-module generic (it also runs on
+CuPy arrays). Faster versions register beside it under a backend name; a call picks the version by
+the array type (CuPy arrays -> "cuda") and, on the CPU, by the switch ``set_kernels`` or the
+environment variable ``MINIRES_KERNELS``. A backend without a version of some kernel falls back to
+the reference, so a new backend can be added one kernel at a time.
+"""
+import functools
+import os
+
+import numpy as np
+
+CPU_BACKENDS = ("numpy", "numba")
+_cpu_backend = os.environ.get("MINIRES_KERNELS", "numba").strip().lower()
+if _cpu_backend not in CPU_BACKENDS:
+    raise ValueError(f"MINIRES_KERNELS must be one of {CPU_BACKENDS}, got {_cpu_backend!r}")
+
+
+def set_kernels(name):
+    """Select the CPU kernel implementation: "numba" (the default) or "numpy" (the reference)."""
+    global _cpu_backend
+    if name not in CPU_BACKENDS:
+        raise ValueError(f"set_kernels: expected one of {CPU_BACKENDS}, got {name!r}")
+    _cpu_backend = name
+
+
+def get_kernels():
+    """The name of the CPU kernel implementation in use."""
+    return _cpu_backend
+
+
+class Kernel:
+    """A kernel: its NumPy reference plus any registered faster versions, callable as one function."""
+
+    def __init__(self, reference):
+        functools.update_wrapper(self, reference)
+        self.impls = {"numpy": reference}
+
+    def register(self, backend):
+        """Decorator: register ``f`` as this kernel's version for ``backend``."""
+        def deco(f):
+            self.impls[backend] = f
+            return f
+        return deco
+
+    def __call__(self, x, *args, **kwargs):
+        backend = _cpu_backend if isinstance(x, np.ndarray) else "cuda"
+        return self.impls.get(backend, self.impls["numpy"])(x, *args, **kwargs)
+
+
+def kernel(reference):
+    """Decorator turning a NumPy reference function into a dispatching ``Kernel``."""
+    return Kernel(reference)

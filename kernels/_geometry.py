@@ -1,0 +1,55 @@
+"""Sliding-window geometry shared by convolution and pooling kernels (all pairs are (h, w))."""
+
+
+def conv_out_size(size, k, s, p, d):
+    """Output length of a window of k taps, dilation d, stride s over size + 2p positions."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def out_hw(in_hw, ksize, stride, padding, dilation):
+    return tuple(conv_out_size(n, k, s, p, d) for n, k, s, p, d in zip(in_hw, ksize, stride, padding, dilation))
+
+
+def tap_slices(i, j, ohw, stride, dilation):
+    """Slices of the padded input that window tap (i, j) reads for every output position."""
+    (oh, ow), (sh, sw), (dh, dw) = ohw, stride, dilation
+    return (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+            slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+
+
+def pad(xp, x, padding, value=0):
+    """Symmetric padding of the last two axes by (ph, pw); no copy when there is none."""
+    return pad2(xp, x, ((padding[0],) * 2, (padding[1],) * 2), value)
+
+
+def crop(x, pads):
+    """Undo pad2 (pads as ((top, bottom), (left, right))) or pad (pads as (ph, pw))."""
+    (t, b), (l, r) = (p if isinstance(p, tuple) else (p, p) for p in pads)
+    return x[..., t:x.shape[-2] - b, l:x.shape[-1] - r]
+
+
+def pool_out_size(size, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output length; with ceil_mode a last partial window counts if it starts
+    inside the input or its left padding."""
+    span = size + 2 * p - d * (k - 1) - 1
+    n = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (n - 1) * s >= size + p:
+        n -= 1
+    return n
+
+
+def pool_padding(in_hw, ohw, ksize, stride, padding, dilation):
+    """((top, bottom), (left, right)) padding so that every window of the ohw outputs is in range:
+    the bottom/right side may need more than the symmetric padding when ceil_mode adds a window."""
+    return tuple((p, max(p, (o - 1) * s + d * (k - 1) + 1 - n - p))
+                 for n, o, k, s, p, d in zip(in_hw, ohw, ksize, stride, padding, dilation))
+
+
+def pad2(xp, x, pads, value):
+    """Pad the last two axes by ((top, bottom), (left, right)) with ``value``; no copy when zero."""
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    out = xp.full(x.shape[:-2] + (x.shape[-2] + t + b, x.shape[-1] + l + r), value, dtype=x.dtype)
+    out[..., t:t + x.shape[-2], l:l + x.shape[-1]] = x
+    return out

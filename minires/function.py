@@ -1,0 +1,65 @@
+"""Function: the base class of every op, and of user-defined ops, as torch.autograd.Function.
+
+A subclass gives two static methods over plain arrays:
+    forward(ctx, *args) -> array            args: the arrays of Tensor arguments, other values as given
+    backward(ctx, grad) -> one gradient per forward argument (None where there is none)
+``Op.apply(*args)`` runs forward and, when a gradient is needed, records the call in the graph. The
+``ctx`` is the graph node itself: forward stores on it whatever backward needs.
+"""
+from . import tensor as _tensor
+from .tensor import Tensor
+
+
+class Function:
+    inputs = None  # the Tensor arguments (None for others) while the node is in a graph
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args):
+        ctx = cls()
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        _check_same_device(cls.__name__, args)
+        out = cls.forward(ctx, *(a.data if isinstance(a, Tensor) else a for a in args))
+        requires_grad = _tensor.is_grad_enabled() and any(ctx.needs_input_grad)
+        result = Tensor(out, requires_grad=requires_grad and _is_float(out))
+        if result.requires_grad:
+            ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
+            result._node = ctx
+        return result  # without a graph, ctx (and what forward saved on it) is dropped here
+
+    def save_for_backward(self, *arrays):
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self):
+        return self._saved
+
+    def run_backward(self, grad):
+        grads = type(self).backward(self, grad)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        if len(grads) != len(self.inputs):
+            raise RuntimeError(f"{type(self).__name__}.backward returned {len(grads)} gradients "
+                               f"for {len(self.inputs)} forward arguments")
+        return grads
+
+    def release(self):
+        """Drop the inputs and everything forward saved: the graph below is freed."""
+        self.__dict__.clear()
+        self.inputs = None
+
+
+def _is_float(a):
+    return a.dtype.kind == "f"
+
+
+def _check_same_device(name, args):
+    devices = {a.device for a in args if isinstance(a, Tensor)}
+    if len(devices) > 1:
+        raise ValueError(f"{name}: all tensors must be on one device, got {sorted(devices)}")

@@ -1,0 +1,66 @@
+"""Batch normalization over the channel axis 1 of an (N, C, *) input, as PyTorch's F.batch_norm.
+
+training: y = (x - mean_B) / sqrt(var_B + eps) * weight + bias with the batch's mean and biased
+variance; running_mean/var are updated in place with the unbiased variance:
+    running = (1 - momentum) * running + momentum * batch_stat.
+eval: the running statistics stand in for the batch's, and are constants for backward.
+One graph node with a closed-form backward (kernels.bn_backward), not a graph of elementwise ops.
+"""
+from .. import kernels
+from ..backend import array_module
+from ..function import Function
+from ..tensor import Tensor
+from .checks import same_dtype, tensor_arg
+
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, invstd, training):
+        x3 = x.reshape(x.shape[0], x.shape[1], -1)
+        ctx.save_for_backward(x3, mean, invstd, weight)
+        ctx.training = training
+        return kernels.bn_forward(x3, mean, invstd, weight, bias).reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        x3, mean, invstd, weight = ctx.saved_tensors
+        gx, gw, gb = kernels.bn_backward(g.reshape(x3.shape), x3, mean, invstd, weight, ctx.training)
+        return (gx.reshape(g.shape), gw if ctx.needs_input_grad[1] else None,
+                gb if ctx.needs_input_grad[2] else None, None, None, None)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """PyTorch's F.batch_norm. running_mean/running_var: Tensors of shape (C,) or None."""
+    op = "batch_norm"
+    x = tensor_arg(op, "input", input)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: input must have shape (N, C, *), got {x.shape}")
+    c = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and (not isinstance(t, Tensor) or t.shape != (c,)):
+            raise ValueError(f"{op}: {name} must be a Tensor of shape ({c},) for input of shape {x.shape}, "
+                             f"got {getattr(t, 'shape', type(t).__name__)}")
+    same_dtype(op, input=x, weight=weight, bias=bias)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var must both be given or both be None")
+    if eps <= 0:
+        raise ValueError(f"{op}: eps must be positive, got {eps}")
+    xp = array_module(x.data)
+    x3 = x.data.reshape(x.shape[0], c, -1)
+    if training:
+        m = x3.shape[0] * x3.shape[2]
+        if m < 2:
+            raise ValueError(f"{op}: training needs more than one value per channel, got input of shape {x.shape}")
+        mean, var = kernels.bn_stats(x3)
+        if running_mean is not None:
+            rm, rv = running_mean.data, running_var.data
+            rm *= 1 - momentum
+            rm += momentum * mean.astype(rm.dtype, copy=False)
+            rv *= 1 - momentum
+            rv += (momentum * m / (m - 1)) * var.astype(rv.dtype, copy=False)
+    elif running_mean is None:
+        raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
+    else:
+        mean, var = running_mean.data.astype(x.dtype, copy=False), running_var.data.astype(x.dtype, copy=False)
+    invstd = 1 / xp.sqrt(var + x.dtype.type(eps))
+    return BatchNorm.apply(x, weight, bias, mean, invstd, training)

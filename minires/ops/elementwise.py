@@ -1,0 +1,135 @@
+"""Elementwise ops with NumPy broadcasting; Python scalars may stand on either side of a binary op."""
+from ..backend import array_module
+from ..function import Function
+from .utils import shape_of, unbroadcast
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = shape_of(a), shape_of(b)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return unbroadcast(g, ctx.shapes[0]), unbroadcast(g, ctx.shapes[1])
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = shape_of(a), shape_of(b)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        gb = unbroadcast(g, ctx.shapes[1])
+        return unbroadcast(g, ctx.shapes[0]), None if gb is None else -gb
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = unbroadcast(g * b, shape_of(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, shape_of(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        g_over_b = g / b
+        ga = unbroadcast(g_over_b, shape_of(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-g_over_b * a / b, shape_of(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    """a ** b;  d/da = b a^(b-1),  d/db = a^b log a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a ** b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        ga = unbroadcast(g * b * a ** (b - 1), shape_of(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g * out * array_module(out).log(a), shape_of(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = array_module(a).exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.saved_tensors[0]
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return array_module(a).log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g / ctx.saved_tensors[0]
+
+
+class ReLU(Function):
+    """max(a, 0); the gradient at 0 is 0, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, a):
+        out = array_module(a).maximum(a, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return array_module(g).where(ctx.saved_tensors[0] > 0, g, 0)
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.dtype = a.dtype
+        return a.astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.dtype, copy=False), None
+
+
+add, sub, mul, div, pow = Add.apply, Sub.apply, Mul.apply, Div.apply, Pow.apply
+neg, exp, log, relu, cast = Neg.apply, Exp.apply, Log.apply, ReLU.apply, Cast.apply

@@ -1,0 +1,198 @@
+"""Tensor: an ndarray (NumPy or CuPy) plus the autograd graph that produced it, and backward().
+
+The graph is a DAG of Function nodes: a tensor made by an op points to its node (``_node``), and the
+node points to the op's input tensors. backward() sorts the nodes topologically with an explicit
+stack (no recursion, so a ResNet-152 is no deeper for Python than a two-layer net), then walks them
+from the output, handing each node the gradient of its output and accumulating what it returns.
+"""
+import contextlib
+
+import numpy as np
+
+from .backend import array_module, is_array
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager: ops inside record no graph (inference, optimizer updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+def as_array(data, dtype=None):
+    """An ndarray for ``data``: arrays keep their dtype (and device); Python floats become float32
+    and Python ints int64, as in PyTorch."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if is_array(data):
+        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    arr = np.asarray(data, dtype=dtype)
+    if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.generic):
+        arr = arr.astype(np.float32)
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it when requires_grad is set."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_node")
+    __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad=False):
+        self.data = as_array(data)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating-point tensors can require gradients, got dtype {self.data.dtype}")
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._node = None
+
+    # --- array facts -------------------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    device = property(lambda self: "cpu" if isinstance(self.data, np.ndarray) else "cuda")
+    is_leaf = property(lambda self: self._node is None)
+
+    def numel(self):
+        return self.data.size
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({np.array2string(self.numpy(), prefix='tensor(')}, dtype={self.dtype}{extra})"
+
+    def numpy(self):
+        """A NumPy copy of the data, on the host."""
+        return np.array(self.data) if isinstance(self.data, np.ndarray) else self.data.get()
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only a one-element tensor converts to a Python scalar, got shape {self.shape}")
+        return self.data.item()
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    # --- autograd ----------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) * grad into every leaf's .grad. grad defaults to 1 for a
+        one-element tensor. The graph's saved arrays are freed afterwards unless retain_graph."""
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph")
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(f"backward: grad can be omitted only for a one-element output, got shape {self.shape}")
+            grad = array_module(self.data).ones_like(self.data)
+        else:
+            grad = as_array(grad, self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward: grad of shape {grad.shape} does not match the output's shape {self.shape}")
+        for leaf, g in run_backward([self], [grad], retain_graph).items():
+            if leaf.grad is None:
+                leaf.grad = Tensor(array_module(g).array(g))  # own copy: g may alias another gradient
+            else:
+                leaf.grad.data += g
+
+    # --- operators (the ops live in minires.ops; see the bottom of this file) -----------------
+    def __add__(self, other): return _ew.add(self, other)
+    def __radd__(self, other): return _ew.add(other, self)
+    def __sub__(self, other): return _ew.sub(self, other)
+    def __rsub__(self, other): return _ew.sub(other, self)
+    def __mul__(self, other): return _ew.mul(self, other)
+    def __rmul__(self, other): return _ew.mul(other, self)
+    def __truediv__(self, other): return _ew.div(self, other)
+    def __rtruediv__(self, other): return _ew.div(other, self)
+    def __pow__(self, other): return _ew.pow(self, other)
+    def __rpow__(self, other): return _ew.pow(other, self)
+    def __matmul__(self, other): return _mm.matmul(self, other)
+    def __rmatmul__(self, other): return _mm.matmul(other, self)
+    def __neg__(self): return _ew.neg(self)
+    def __getitem__(self, index): return _shape.getitem(self, index)
+
+    def exp(self): return _ew.exp(self)
+    def log(self): return _ew.log(self)
+    def relu(self): return _ew.relu(self)
+    def sum(self, axis=None, keepdims=False): return _reduce.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _reduce.mean(self, axis, keepdims)
+    def reshape(self, *shape): return _shape.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+    def transpose(self, *axes): return _shape.transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
+    def flatten(self, start_dim=0, end_dim=-1): return _shape.flatten(self, start_dim, end_dim)
+    def to(self, dtype): return _ew.cast(self, np.dtype(dtype))
+    def float(self): return self.to(np.float32)
+    def double(self): return self.to(np.float64)
+    T = property(lambda self: self.transpose())
+
+    def argmax(self, axis=None):
+        """Indices of the maxima along ``axis`` (no gradient)."""
+        return Tensor(self.data.argmax(axis=axis))
+
+
+def run_backward(roots, grads, retain_graph=False):
+    """Backpropagate ``grads`` (arrays) from ``roots`` through the graph; return {leaf: gradient}
+    for every leaf tensor that requires grad. Nodes are released as they are done with unless
+    retain_graph, so the saved arrays of the forward pass are freed during the backward pass."""
+    order = _topological_order([t._node for t in roots if t._node is not None])
+    pending = {}  # node -> gradient of its output, summed over its uses
+    leaves = {}  # leaf tensor -> gradient
+    for t, g in zip(roots, grads):
+        if t._node is None:
+            leaves[t] = g if t not in leaves else leaves[t] + g
+        else:
+            pending[t._node] = g if t._node not in pending else pending[t._node] + g
+    for node in order:
+        g = pending.pop(node, None)
+        if g is None:
+            continue
+        for t, gi in zip(node.inputs, node.run_backward(g)):
+            if gi is None or t is None or not t.requires_grad:
+                continue
+            gi = array_module(gi).asarray(gi)
+            if gi.shape != t.shape or gi.dtype != t.dtype:
+                raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {gi.shape} "
+                                   f"and dtype {gi.dtype} for an input of shape {t.shape} and dtype {t.dtype}")
+            key, store = (t._node, pending) if t._node is not None else (t, leaves)
+            store[key] = gi if key not in store else store[key] + gi
+        if not retain_graph:
+            node.release()
+    return leaves
+
+
+def _topological_order(roots):
+    """Nodes reachable from ``roots``, each after every node that consumes its output."""
+    order, seen = [], set()
+    stack = [(n, False) for n in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.inputs is None:
+            raise RuntimeError(f"backward through a graph that was already freed ({type(node).__name__}); "
+                               "pass retain_graph=True to the first backward to go through it twice")
+        stack.append((node, True))
+        stack.extend((t._node, False) for t in node.inputs if t is not None and t._node is not None and t._node not in seen)
+    order.reverse()
+    return order
+
+
+# The ops build Tensors, so they are imported once Tensor exists.
+from .ops import elementwise as _ew, matmul as _mm, reduce as _reduce, shape as _shape  # noqa: E402

@@ -1,0 +1,22 @@
+"""minires: a minimal define-by-run autograd engine that trains ResNets on NumPy (CPU) and CuPy (GPU)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="minires",
+    version="0.1.0",
+    description="A minimal, readable autograd engine and ResNet trainer on NumPy, Numba and CuPy",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # The compute kernels live in the top-level folder kernels/ (so the layout shows the architecture),
+    # but are installed as the sub-package minires.kernels: a top-level "kernels" module would clash
+    # with other distributions that ship one under that generic name.
+    packages=find_packages(include=["minires", "minires.*"]) + ["minires.kernels"],
+    package_dir={"minires.kernels": "kernels"},
+    install_requires=["numpy>=1.24", "numba>=0.59"],
+    extras_require={
+        "gpu": ["cupy-cuda13x>=13"],
+        "test": ["pytest>=7", "torch==2.13.0", "psutil"],
+    },
+    entry_points={"console_scripts": ["minires=minires.cli:main"]},
+)
