@@ -46,10 +46,11 @@ def pool_padding(in_hw, ohw, ksize, stride, padding, dilation):
 
 
 def pad2(xp, x, pads, value):
-    """Pad the last two axes by ((top, bottom), (left, right)) with ``value``; no copy when zero."""
+    """Pad the last two axes by ((top, bottom), (left, right)) with ``value``, keeping x's memory
+    layout (NCHW or channel-major); no copy when there is no padding."""
     (t, b), (l, r) = pads
     if t == b == l == r == 0:
         return x
-    out = xp.full(x.shape[:-2] + (x.shape[-2] + t + b, x.shape[-1] + l + r), value, dtype=x.dtype)
+    out = xp.full_like(x, value, shape=x.shape[:-2] + (x.shape[-2] + t + b, x.shape[-1] + l + r))
     out[..., t:t + x.shape[-2], l:l + x.shape[-1]] = x
     return out

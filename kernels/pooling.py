@@ -1,6 +1,6 @@
 """Max and average pooling over NCHW maps, forward and backward, with PyTorch's geometry.
 
-Windows: out[n, c, y, x] pools xpad[n, c, y*sh + i*dh, x*sw + j*dw] over taps (i, j); the output size
+Outputs keep the memory layout of the input (NCHW or channel-major). Windows: out[n, c, y, x] pools xpad[n, c, y*sh + i*dh, x*sw + j*dw] over taps (i, j); the output size
 comes from _geometry.pool_out_size (ceil_mode included), computed by the caller and passed as ohw.
 """
 from ._dispatch import kernel
@@ -17,8 +17,8 @@ def maxpool_forward(x, ksize, stride, padding, dilation, ohw):
     xp = array_module(x)
     pads = pool_padding(x.shape[2:], ohw, ksize, stride, padding, dilation)
     xpad = pad2(xp, x, pads, -xp.inf)
-    y = xp.full(x.shape[:2] + tuple(ohw), -xp.inf, dtype=x.dtype)
-    arg = xp.zeros(y.shape, dtype=xp.int32)
+    y = xp.full_like(x, -xp.inf, shape=x.shape[:2] + tuple(ohw))
+    arg = xp.zeros_like(y, dtype=xp.int32)
     for i in range(ksize[0]):
         for j in range(ksize[1]):
             v = xpad[(..., *tap_slices(i, j, ohw, stride, dilation))]
@@ -34,12 +34,12 @@ def maxpool_backward(gy, argmax, x_shape, ksize, stride, padding, dilation):
     xp = array_module(gy)
     ohw = gy.shape[2:]
     pads = pool_padding(x_shape[2:], ohw, ksize, stride, padding, dilation)
-    gx = xp.zeros(tuple(x_shape[:2]) + tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads)), gy.dtype)
+    gx = xp.zeros_like(gy, shape=tuple(x_shape[:2]) + tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads)))
     zero = xp.zeros((), gy.dtype)
     for i in range(ksize[0]):
         for j in range(ksize[1]):
             gx[(..., *tap_slices(i, j, ohw, stride, dilation))] += xp.where(argmax == i * ksize[1] + j, gy, zero)
-    return xp.ascontiguousarray(crop(gx, pads))
+    return crop(gx, pads).copy(order="K")
 
 
 def avgpool_divisor(xp, in_hw, ohw, ksize, stride, padding, count_include_pad, dtype):
@@ -61,7 +61,7 @@ def avgpool_forward(x, ksize, stride, padding, ohw, divisor):
     xp = array_module(x)
     pads = pool_padding(x.shape[2:], ohw, ksize, stride, padding, (1, 1))
     xpad = pad2(xp, x, pads, 0)
-    y = xp.zeros(x.shape[:2] + tuple(ohw), dtype=x.dtype)
+    y = xp.zeros_like(x, shape=x.shape[:2] + tuple(ohw))
     for i in range(ksize[0]):
         for j in range(ksize[1]):
             y += xpad[(..., *tap_slices(i, j, ohw, stride, (1, 1)))]
@@ -75,9 +75,9 @@ def avgpool_backward(gy, x_shape, ksize, stride, padding, divisor):
     xp = array_module(gy)
     ohw = gy.shape[2:]
     pads = pool_padding(x_shape[2:], ohw, ksize, stride, padding, (1, 1))
-    gx = xp.zeros(tuple(x_shape[:2]) + tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads)), gy.dtype)
+    gx = xp.zeros_like(gy, shape=tuple(x_shape[:2]) + tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads)))
     g = gy / divisor
     for i in range(ksize[0]):
         for j in range(ksize[1]):
             gx[(..., *tap_slices(i, j, ohw, stride, (1, 1)))] += g
-    return xp.ascontiguousarray(crop(gx, pads))
+    return crop(gx, pads).copy(order="K")

@@ -1,9 +1,13 @@
-"""2-D convolution (cross-correlation, as PyTorch) by im2col + one batched GEMM per group.
+"""2-D convolution (cross-correlation, as PyTorch) by im2col + one GEMM per group over the whole batch.
 
-x (N, C, H, W), weight (Cout, C/G, kh, kw), bias (Cout,) -> y (N, Cout, Ho, Wo), with
-y[n, g] = weight[g] (Cout/G, C/G*kh*kw) @ col[n, g] (C/G*kh*kw, Ho*Wo); a 1x1, stride-1, unpadded
-convolution is a GEMM on x itself. Backward: gweight = sum_n gy[n] @ col[n]^T, gcol = weight^T @ gy,
-gx = col2im(gcol). The input, not its 9x larger col, is saved: backward redoes im2col.
+x (N, C, H, W), weight (Cout, C/G, kh, kw), bias (Cout,) -> y (N, Cout, Ho, Wo):
+    col = im2col(x)                (C*kh*kw, N*Ho*Wo)
+    y[g] = weight[g] @ col[g]      (Cout/G, C/G*kh*kw) @ (C/G*kh*kw, N*Ho*Wo), per group g
+y comes out channel-major, (Cout, N*Ho*Wo) in memory, and is returned as an (N, Cout, Ho, Wo) view of
+it: no transpose copy, and the next layer (batch norm, ReLU, the next conv) works on it as it is.
+A 1x1, stride-1, unpadded convolution needs no im2col: channel-major x already is its col.
+Backward:  gweight[g] = gy[g] @ col[g]^T,  gcol[g] = weight[g]^T @ gy[g],  gx = col2im(gcol).
+The input, not its kh*kw times larger col, is saved for backward, which redoes im2col.
 """
 from .. import kernels
 from ..backend import array_module
@@ -15,44 +19,53 @@ def _is_pointwise(ksize, stride, padding, dilation):
     return ksize == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
 
-def _columns(x, ksize, stride, padding, dilation):
-    if _is_pointwise(ksize, stride, padding, dilation):
-        return x.reshape(x.shape[0], x.shape[1], -1)  # a view: 1x1 needs no im2col
-    return kernels.im2col(x, ksize, stride, padding, dilation)
+def channel_major(a):
+    """(N, C, H, W) -> (C, N*H*W): a view when a is channel-major in memory, else a copy."""
+    return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
+
+
+def from_channel_major(a, n):
+    """(C, N*H*W) plus N -> the (N, C, H, W) view of it."""
+    return a.reshape(a.shape[0], n, -1).transpose(1, 0, 2)
+
+
+def _columns(x, geometry):
+    return channel_major(x) if _is_pointwise(*geometry) else kernels.im2col(x, *geometry)
 
 
 class Conv2d(Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, ohw):
         xp = array_module(x)
-        n, (cout, cg, kh, kw) = x.shape[0], weight.shape
-        geometry = (kh, kw), stride, padding, dilation
-        ohw = kernels.conv_out_size(x.shape[2], kh, stride[0], padding[0], dilation[0]), \
-            kernels.conv_out_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
-        col = _columns(x, *geometry).reshape(n, groups, cg * kh * kw, -1)
-        y = xp.matmul(weight.reshape(groups, cout // groups, -1), col).reshape(n, cout, *ohw)
+        geometry = weight.shape[2:], stride, padding, dilation
+        col = _columns(x, geometry)
+        y = xp.matmul(weight.reshape(groups, weight.shape[0] // groups, -1), col.reshape(groups, -1, col.shape[1]))
+        y = y.reshape(weight.shape[0], x.shape[0], *ohw)
         if bias is not None:
-            y += bias[:, None, None]
+            y += bias[:, None, None, None]
         ctx.save_for_backward(x, weight)
         ctx.geometry, ctx.groups = geometry, groups
-        return y
+        return y.transpose(1, 0, 2, 3)
 
     @staticmethod
     def backward(ctx, g):
         xp = array_module(g)
         x, weight = ctx.saved_tensors
-        n, groups, (cout, cg, kh, kw) = x.shape[0], ctx.groups, weight.shape
-        g = g.reshape(n, groups, cout // groups, -1)
+        groups, cout = ctx.groups, weight.shape[0]
+        gy = channel_major(g).reshape(groups, cout // groups, -1)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gcol = xp.matmul(weight.reshape(groups, cout // groups, -1).swapaxes(1, 2), g).reshape(n, cg * groups * kh * kw, -1)
-            gx = gcol.reshape(x.shape) if _is_pointwise(*ctx.geometry) else kernels.col2im(gcol, x.shape, *ctx.geometry)
+            gcol = xp.matmul(weight.reshape(groups, cout // groups, -1).swapaxes(1, 2), gy).reshape(-1, gy.shape[2])
+            if _is_pointwise(*ctx.geometry):
+                gx = from_channel_major(gcol, x.shape[0]).reshape(x.shape)
+            else:
+                gx = kernels.col2im(gcol, x.shape, *ctx.geometry)
         if ctx.needs_input_grad[1]:
-            col = _columns(x, *ctx.geometry).reshape(n, groups, cg * kh * kw, -1)
-            gw = xp.matmul(g, col.swapaxes(2, 3)).sum(axis=0).reshape(weight.shape)
+            col = _columns(x, ctx.geometry)
+            gw = xp.matmul(gy, col.reshape(groups, -1, col.shape[1]).swapaxes(1, 2)).reshape(weight.shape)
         if ctx.needs_input_grad[2]:
-            gb = g.sum(axis=(0, 3)).reshape(cout)
-        return gx, gw, gb, None, None, None, None
+            gb = gy.sum(axis=2).reshape(cout)
+        return gx, gw, gb, None, None, None, None, None
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -74,6 +87,6 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"with groups={groups} expects {cg * groups}")
     if b is not None and b.shape != (cout,):
         raise ValueError(f"{op}: bias must have shape ({cout},) for weight of shape {w.shape}, got {b.shape}")
-    ohw = [kernels.conv_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], (kh, kw), stride, padding, dilation)]
+    ohw = tuple(kernels.conv_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], (kh, kw), stride, padding, dilation))
     positive_output(op, x.shape[2:], ohw, kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
-    return Conv2d.apply(x, w, b, stride, padding, dilation, groups)
+    return Conv2d.apply(x, w, b, stride, padding, dilation, groups, ohw)
