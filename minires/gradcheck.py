@@ -23,7 +23,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     otherwise raise GradcheckError naming the output, the input, the element and both values
     (or return False when raise_exception is False)."""
     for k, i, index, num, ana in compare(fn, inputs, eps, fast_mode):
-        bad = np.abs(ana - num) > atol + rtol * np.abs(num)
+        bad = mismatch(num, ana, atol, rtol)
         if bad.any():
             j = np.unravel_index(np.argmax(bad), bad.shape)
             where = "projection v^T J u" if fast_mode else f"element {index(j[1])} (output element {j[0]})"
@@ -34,6 +34,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
                 f"  numerical  {num[j]!r}\n  analytical {ana[j]!r}\n"
                 f"  (atol={atol}, rtol={rtol}; {int(bad.sum())} of {bad.size} entries differ)")
     return True
+
+
+def mismatch(num, ana, atol, rtol):
+    """The entries where the analytical value is off: |analytical - numerical| > atol + rtol |numerical|."""
+    return np.abs(ana - num) > atol + rtol * np.abs(num)
 
 
 def compare(fn, inputs, eps=1e-6, fast_mode=False):
