@@ -31,7 +31,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
                 return False
             raise GradcheckError(
                 f"gradcheck: Jacobian mismatch for output {k} with respect to input {i}, at {where}:\n"
-                f"  numerical  {num[j]!r}\n  analytical {ana[j]!r}\n"
+                f"  numerical  {float(num[j])!r}\n  analytical {float(ana[j])!r}\n"
                 f"  (atol={atol}, rtol={rtol}; {int(bad.sum())} of {bad.size} entries differ)")
     return True
 
@@ -69,7 +69,7 @@ def compare(fn, inputs, eps=1e-6, fast_mode=False):
             else:
                 num = np.stack([_directional(fn, inputs, k, x, e, eps).ravel() for e in _basis(x.shape)], axis=1)
                 ana = np.stack([_vjp(y, x, e).ravel() for e in _basis(y.shape)], axis=0)
-                yield k, i, lambda j, shape=x.shape: np.unravel_index(j, shape), num, ana
+                yield k, i, lambda j, shape=x.shape: tuple(int(v) for v in np.unravel_index(j, shape)), num, ana
 
 
 def _outputs(out):
@@ -90,9 +90,9 @@ def _directional(fn, inputs, k, x, u, eps):
     step = xp.asarray(u, dtype=original.dtype) * eps
     try:
         with no_grad():
-            x.data = original + step
+            x.data = xp.asarray(original + step)  # asarray: a 0-d sum is a NumPy scalar, not an array
             plus = _outputs(fn(*inputs))[k].numpy()
-            x.data = original - step
+            x.data = xp.asarray(original - step)
             minus = _outputs(fn(*inputs))[k].numpy()
     finally:
         x.data = original
