@@ -86,6 +86,14 @@ def _conv_bn_relu_residual(F, x, w, gamma, beta):
     return F.relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None, gamma, beta, training=True)) + x
 
 
+def _small_network(F, x, w, gamma, beta, fc_w, fc_b, target):
+    """conv -> batch norm -> avg pool -> global pool -> flatten -> linear -> cross-entropy: each op
+    consumes the previous one's output in whatever memory layout that op produced it."""
+    h = F.batch_norm(F.conv2d(x, w, stride=2, padding=1), None, None, gamma, beta, training=True)
+    h = F.adaptive_avg_pool2d(F.avg_pool2d(h, 2, 1), 1).flatten(1)
+    return F.cross_entropy(F.linear(h, fc_w, fc_b), target)
+
+
 IDX = np.array([[0, 2], [2, 2]])  # integer-array index with repeats: gradients must accumulate
 MASK = np.array([True, False, True, True])
 
@@ -183,10 +191,12 @@ CASES = [
     functional("cross_entropy_sum", "cross_entropy", t(5, 4), labels(5, classes=4), reduction="sum"),
     functional("cross_entropy_none", "cross_entropy", t(5, 4), labels(5, classes=4), reduction="none"),
     functional("cross_entropy_weight_mean", "cross_entropy", t(6, 3), labels(6, classes=3), const(3, kind="positive")),
-    functional("cross_entropy_weight_none", "cross_entropy", t(6, 3), labels(6, classes=3), const(3, kind="positive"), reduction="none"),
+    functional("cross_entropy_weight_none", "cross_entropy", t(6, 3), labels(6, classes=3), const(3, kind="positive"),
+               reduction="none"),
     functional("cross_entropy_ignore_index", "cross_entropy", t(6, 4), labels(6, classes=4, ignore=-100)),
     functional("cross_entropy_ignore_valid_class", "cross_entropy", t(8, 4), labels(8, classes=4), ignore_index=3),
-    functional("cross_entropy_ignore_sum", "cross_entropy", t(6, 4), labels(6, classes=4, ignore=-1), ignore_index=-1, reduction="sum"),
+    functional("cross_entropy_ignore_sum", "cross_entropy", t(6, 4), labels(6, classes=4, ignore=-1),
+               ignore_index=-1, reduction="sum"),
     functional("cross_entropy_smoothing", "cross_entropy", t(5, 4), labels(5, classes=4), label_smoothing=0.1),
     functional("cross_entropy_smoothing_none", "cross_entropy", t(5, 4), labels(5, classes=4, ignore=-100),
                reduction="none", label_smoothing=0.2),
@@ -265,6 +275,7 @@ CASES = [
     Case("residual_conv_relu", (t(2, 3, 4, 4), t(3, 3, 3, 3)), lambda F, x, w: F.relu(F.conv2d(x, w, padding=1)) + x),
     Case("residual_linear", (t(3, 4), t(4, 4), t(4)), lambda F, x, w, b: F.linear(x, w, b) + x),
     Case("residual_conv_bn_relu", (t(2, 2, 3, 3), t(2, 2, 3, 3), t(2), t(2)), _conv_bn_relu_residual),
+    Case("small_network", (t(3, 2, 6, 6), t(4, 2, 3, 3), t(4), t(4), t(3, 4), t(3), labels(3, classes=3)), _small_network),
 ]
 
 
