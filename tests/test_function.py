@@ -210,5 +210,6 @@ def test_backward_returning_too_many_gradients_raises():
 def test_backward_returning_a_wrong_shape_raises():
     Bad = _op_with_backward(lambda g: (g, g.sum(axis=0), None))
     y = Bad.apply(_leaf(2, 3, seed=1), _leaf(2, 3, seed=2), 2.0)
-    with pytest.raises(RuntimeError, match=r"Bad.backward returned a gradient of shape \(3,\) for an input of shape \(2, 3\)"):
+    message = r"Bad.backward returned a gradient of shape \(3,\) for an input of shape \(2, 3\)"
+    with pytest.raises(RuntimeError, match=message):
         y.sum().backward()

@@ -237,7 +237,8 @@ def test_layers_accept_a_dtype():
 
 # --- initialization ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make,fan_in", [(lambda: nn.Conv2d(16, 64, 3), 16 * 9), (lambda: nn.Conv2d(16, 64, 3, groups=4), 4 * 9),
+@pytest.mark.parametrize("make,fan_in", [(lambda: nn.Conv2d(16, 64, 3), 16 * 9),
+                                         (lambda: nn.Conv2d(16, 64, 3, groups=4), 4 * 9),
                                          (lambda: nn.Linear(200, 300), 200)], ids=["conv", "grouped-conv", "linear"])
 def test_default_init_is_uniform_within_one_over_sqrt_fan_in(make, fan_in):
     minires.manual_seed(0)
