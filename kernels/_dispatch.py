@@ -5,16 +5,26 @@ CuPy arrays). Faster versions register beside it under a backend name; a call pi
 the array type (CuPy arrays -> "cuda") and, on the CPU, by the switch ``set_kernels`` or the
 environment variable ``MINIRES_KERNELS``. A backend without a version of some kernel falls back to
 the reference, so a new backend can be added one kernel at a time.
+
+Numba's parallel loops run on its "workqueue" threading layer unless NUMBA_THREADING_LAYER names
+another: the OpenMP layer's idle workers spin after every kernel and take the cores from the BLAS
+threads of the GEMM that follows (on 2 cores, a loop of bn_forward + a conv-sized GEMM ran 2.6x slower).
+workqueue aborts the process if two threads enter it at once, so numba kernels run under a lock.
 """
 import functools
 import os
+import threading
 
+import numba
 import numpy as np
 
 CPU_BACKENDS = ("numpy", "numba")
 _cpu_backend = os.environ.get("MINIRES_KERNELS", "numba").strip().lower()
 if _cpu_backend not in CPU_BACKENDS:
     raise ValueError(f"MINIRES_KERNELS must be one of {CPU_BACKENDS}, got {_cpu_backend!r}")
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+_numba_lock = threading.Lock()
 
 
 def set_kernels(name):
@@ -46,7 +56,11 @@ class Kernel:
 
     def __call__(self, x, *args, **kwargs):
         backend = _cpu_backend if isinstance(x, np.ndarray) else "cuda"
-        return self.impls.get(backend, self.impls["numpy"])(x, *args, **kwargs)
+        f = self.impls.get(backend, self.impls["numpy"])
+        if backend != "numba":
+            return f(x, *args, **kwargs)
+        with _numba_lock:
+            return f(x, *args, **kwargs)
 
 
 def kernel(reference):

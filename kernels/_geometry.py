@@ -1,9 +1,31 @@
 """Sliding-window geometry shared by convolution and pooling kernels (all pairs are (h, w))."""
+import numpy as np
+from numba import njit
 
 
 def conv_out_size(size, k, s, p, d):
     """Output length of a window of k taps, dilation d, stride s over size + 2p positions."""
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@njit(cache=True)
+def valid_range(offset, stride, size, count):
+    """[lo, hi): the t in [0, count) with t*stride + offset inside [0, size), e.g. the output columns
+    whose tap lands inside the image, so that the Numba kernels' inner loops need no bounds test.
+    (Numba's cache does not track edits here from the kernels that inline this and tap_ranges:
+    clear kernels/__pycache__ after changing them.)"""
+    lo = 0 if offset >= 0 else (stride - 1 - offset) // stride
+    return lo, max(lo, min(count, (size - 1 - offset) // stride + 1))
+
+
+@njit(cache=True)
+def tap_ranges(count, stride, padding, dilation, size, k):
+    """(count, 2): for each of count outputs, the taps [lo, hi) of its k-tap window that lie inside
+    [0, size), the window of output o starting at o*stride - padding."""
+    r = np.empty((count, 2), np.int64)
+    for o in range(count):
+        r[o, 0], r[o, 1] = valid_range(o * stride - padding, dilation, size, k)
+    return r
 
 
 def out_hw(in_hw, ksize, stride, padding, dilation):

@@ -1,10 +1,20 @@
 """Max and average pooling over NCHW maps, forward and backward, with PyTorch's geometry.
 
-Outputs keep the memory layout of the input (NCHW or channel-major). Windows: out[n, c, y, x] pools xpad[n, c, y*sh + i*dh, x*sw + j*dw] over taps (i, j); the output size
-comes from _geometry.pool_out_size (ceil_mode included), computed by the caller and passed as ohw.
+Outputs keep the memory layout of the input (NCHW or channel-major). Windows: out[n, c, y, x] pools
+xpad[n, c, y*sh + i*dh, x*sw + j*dw] over taps (i, j); the output size comes from
+_geometry.pool_out_size (ceil_mode included), computed by the caller and passed as ohw.
+
+The Numba versions work on the N*C planes in parallel (layout-agnostic: see _layout.to_planes) and
+visit only the taps inside the input (tap ranges precomputed per output row and column), which is
+the same as padding with -inf (max) or 0 (average). Indices are unsigned so that Numba skips its
+negative-index wraparound test (see im2col).
 """
+import numpy as np
+from numba import njit, prange, uint64
+
 from ._dispatch import kernel
-from ._geometry import crop, pad2, pool_padding, tap_slices
+from ._geometry import crop, pad2, pool_padding, tap_ranges, tap_slices, valid_range
+from ._layout import from_planes, is_channel_major, to_planes
 from ._xp import array_module
 
 __all__ = ["maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward", "avgpool_divisor"]
@@ -28,6 +38,50 @@ def maxpool_forward(x, ksize, stride, padding, dilation, ohw):
     return y, arg
 
 
+@maxpool_forward.register("numba")
+def _maxpool_forward_numba(x, ksize, stride, padding, dilation, ohw):
+    n, c = x.shape[:2]
+    cm = is_channel_major(x)
+    planes = to_planes(x, cm)
+    y = np.empty((len(planes), *ohw), dtype=x.dtype)
+    arg = np.empty(y.shape, dtype=np.int32)
+    _maxpool_forward_loops(planes, y, arg, *ksize, *stride, *padding, *dilation)
+    return from_planes(y, n, c, cm), from_planes(arg, n, c, cm)
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_forward_loops(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
+    """x (P, H, W) -> y, arg (P, Ho, Wo): y[p, oy, ox] = max of x[p, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
+    over the taps inside x, arg its tap i*kw + j; ties keep the first; a NaN wins, the window's last
+    one, as in the reference (`v > best or v != v`). That test in the hot loop keeps LLVM from turning
+    the update into branch-free selects (3x slower), so the loop tests `v > best` alone and only a
+    window that holds a NaN is scanned again.
+    Loops: planes in parallel > oy > ox > i > j (the window's rows are in cache)."""
+    h, w = x.shape[1], x.shape[2]
+    ho, wo = y.shape[1], y.shape[2]
+    rows, cols = tap_ranges(ho, sh, ph, dh, h, kh), tap_ranges(wo, sw, pw, dw, w, kw)
+    for p in prange(x.shape[0]):
+        src, out, idx = x[p], y[p], arg[p]
+        for oy in range(ho):
+            for ox in range(wo):
+                best, k, nan = x.dtype.type(-np.inf), 0, False
+                for i in range(rows[oy, 0], rows[oy, 1]):
+                    iy = uint64(oy * sh - ph + i * dh)
+                    for j in range(cols[ox, 0], cols[ox, 1]):
+                        v = src[iy, uint64(ox * sw - pw + j * dw)]
+                        if v > best:
+                            best, k = v, i * kw + j
+                        nan |= v != v
+                if nan:
+                    for i in range(rows[oy, 0], rows[oy, 1]):
+                        iy = uint64(oy * sh - ph + i * dh)
+                        for j in range(cols[ox, 0], cols[ox, 1]):
+                            v = src[iy, uint64(ox * sw - pw + j * dw)]
+                            if v != v:
+                                best, k = v, i * kw + j
+                out[oy, ox], idx[oy, ox] = best, k
+
+
 @kernel
 def maxpool_backward(gy, argmax, x_shape, ksize, stride, padding, dilation):
     """Route each gy element to the input element its window's argmax names (summing overlaps)."""
@@ -40,6 +94,37 @@ def maxpool_backward(gy, argmax, x_shape, ksize, stride, padding, dilation):
         for j in range(ksize[1]):
             gx[(..., *tap_slices(i, j, ohw, stride, dilation))] += xp.where(argmax == i * ksize[1] + j, gy, zero)
     return crop(gx, pads).copy(order="K")
+
+
+@maxpool_backward.register("numba")
+def _maxpool_backward_numba(gy, argmax, x_shape, ksize, stride, padding, dilation):
+    """Numba; the sums over overlapping windows are in window order, not the reference's tap order,
+    so results equal the reference's within rounding."""
+    n, c, h, w = x_shape
+    cm = is_channel_major(gy)
+    gx = np.empty((n * c, h, w), dtype=gy.dtype)
+    _maxpool_backward_loops(to_planes(gy, cm), to_planes(argmax, cm), gx, *ksize, *stride, *padding, *dilation)
+    return from_planes(gx, n, c, cm)
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_backward_loops(gy, arg, gx, kh, kw, sh, sw, ph, pw, dh, dw):
+    """gy, arg (P, Ho, Wo) -> gx (P, H, W): gx = 0, then each gy[p, oy, ox] is added at its window's
+    tap arg = i*kw + j, unless that tap lies in the padding (a window of only -inf keeps tap 0).
+    Loops: planes in parallel > oy > ox; the tap offsets are looked up, not divided out."""
+    h, w = gx.shape[1], gx.shape[2]
+    ho, wo = gy.shape[1], gy.shape[2]
+    taps = np.arange(kh * kw)
+    di, dj = taps // kw * dh, taps % kw * dw
+    for p in prange(gy.shape[0]):
+        src, idx, dst = gy[p], arg[p], gx[p]
+        dst[:] = 0
+        for oy in range(ho):
+            for ox in range(wo):
+                t = idx[oy, ox]
+                iy, ix = oy * sh - ph + di[t], ox * sw - pw + dj[t]
+                if 0 <= iy < h and 0 <= ix < w:
+                    dst[uint64(iy), uint64(ix)] += src[oy, ox]
 
 
 def avgpool_divisor(xp, in_hw, ohw, ksize, stride, padding, count_include_pad, dtype):
@@ -69,6 +154,36 @@ def avgpool_forward(x, ksize, stride, padding, ohw, divisor):
     return y
 
 
+@avgpool_forward.register("numba")
+def _avgpool_forward_numba(x, ksize, stride, padding, ohw, divisor):
+    n, c = x.shape[:2]
+    cm = is_channel_major(x)
+    planes = to_planes(x, cm)
+    y = np.empty((len(planes), *ohw), dtype=x.dtype)
+    _avgpool_forward_loops(planes, np.ascontiguousarray(divisor), y, *ksize, *stride, *padding)
+    return from_planes(y, n, c, cm)
+
+
+@njit(cache=True, parallel=True)
+def _avgpool_forward_loops(x, divisor, y, kh, kw, sh, sw, ph, pw):
+    """x (P, H, W), divisor (Ho, Wo) -> y (P, Ho, Wo): y[p, oy, ox] = (sum of x[p, oy*sh - ph + i, ox*sw - pw + j]
+    over the taps inside x, in tap order) / divisor[oy, ox]: the reference's arithmetic, exactly.
+    Loops: planes in parallel > oy > ox > i > j."""
+    h, w = x.shape[1], x.shape[2]
+    ho, wo = y.shape[1], y.shape[2]
+    rows, cols = tap_ranges(ho, sh, ph, 1, h, kh), tap_ranges(wo, sw, pw, 1, w, kw)
+    for p in prange(x.shape[0]):
+        src, out = x[p], y[p]
+        for oy in range(ho):
+            for ox in range(wo):
+                s = x.dtype.type(0)
+                for i in range(rows[oy, 0], rows[oy, 1]):
+                    iy = uint64(oy * sh - ph + i)
+                    for j in range(cols[ox, 0], cols[ox, 1]):
+                        s += src[iy, uint64(ox * sw - pw + j)]
+                out[oy, ox] = s / divisor[oy, ox]
+
+
 @kernel
 def avgpool_backward(gy, x_shape, ksize, stride, padding, divisor):
     """Spread gy / divisor evenly over each window (summing overlaps)."""
@@ -81,3 +196,34 @@ def avgpool_backward(gy, x_shape, ksize, stride, padding, divisor):
         for j in range(ksize[1]):
             gx[(..., *tap_slices(i, j, ohw, stride, (1, 1)))] += g
     return crop(gx, pads).copy(order="K")
+
+
+@avgpool_backward.register("numba")
+def _avgpool_backward_numba(gy, x_shape, ksize, stride, padding, divisor):
+    n, c, h, w = x_shape
+    cm = is_channel_major(gy)
+    gx = np.empty((n * c, h, w), dtype=gy.dtype)
+    _avgpool_backward_loops(to_planes(gy, cm), np.ascontiguousarray(divisor), gx, *ksize, *stride, *padding)
+    return from_planes(gx, n, c, cm)
+
+
+@njit(cache=True, parallel=True)
+def _avgpool_backward_loops(gy, divisor, gx, kh, kw, sh, sw, ph, pw):
+    """gy (P, Ho, Wo), divisor (Ho, Wo) -> gx (P, H, W): gx = 0, then for each tap (i, j) in turn every
+    gy[p, oy, ox] / divisor[oy, ox] is added at (oy*sh - ph + i, ox*sw - pw + j) if inside: the
+    reference's order of additions, so the results are exactly equal.
+    Loops: planes in parallel > i > j > oy > ox; the plane stays in cache across the taps. The
+    plane's gy / divisor is computed once, into a buffer allocated per plane (not per element)."""
+    h, w = gx.shape[1], gx.shape[2]
+    ho, wo = gy.shape[1], gy.shape[2]
+    for p in prange(gy.shape[0]):
+        src, dst = gy[p] / divisor, gx[p]
+        dst[:] = 0
+        for i in range(kh):
+            y0, y1 = valid_range(i - ph, sh, h, ho)
+            for j in range(kw):
+                x0, x1 = valid_range(j - pw, sw, w, wo)
+                for oy in range(y0, y1):
+                    iy = uint64(oy * sh - ph + i)
+                    for ox in range(x0, x1):
+                        dst[iy, uint64(ox * sw - pw + j)] += src[oy, ox]

@@ -1,0 +1,315 @@
+"""Compute kernels, implementation against implementation, on ResNet-18/50 layer shapes.
+
+    python benchmarks/kernels.py                 # every layer shape, batch 8, 224x224
+    python benchmarks/kernels.py --quick         # one shape per kernel (under a minute)
+    python benchmarks/kernels.py --batch 16 --size 112 --runs 9
+
+Every kernel (im2col, col2im, max/avg pooling forward and backward, batch-norm statistics,
+normalization and backward) runs in each implementation: the NumPy reference, Numba, and on a
+machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
+registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
+GB/s (the bytes a kernel must read and write at least, once each) and the arithmetic as GFLOP/s,
+each also as a fraction of the ceilings measured in the same run: a large float32 GEMM (NumPy's
+BLAS) and a large array copy (the faster of np.copyto and a parallel Numba copy). The kernels are
+memory-bound: the GB/s fraction is the one to read. Activations are channel-major, as conv2d
+produces them (the stem's input image is NCHW). The full run ends with each network's kernel time
+per training step (every kernel call the forward and backward make), and both runs report Numba's
+first-call cost per kernel: compiling (into an empty cache) and loading from the disk cache, each
+measured in a fresh process.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
+           "bn_stats", "bn_forward", "bn_backward"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=224, help="input height and width")
+    p.add_argument("--runs", type=int, default=None, help="timed calls per kernel and implementation (default 7, --quick 3)")
+    p.add_argument("--quick", action="store_true", help="one representative shape per kernel")
+    p.add_argument("--probe-first-calls", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- layer shapes
+
+def resnet_layers(depth, batch, size):
+    """The kernel-relevant layers of a torchvision ResNet-18 or -50 as (kind, shape, geometry):
+    ("conv", x shape, (k, s, p)) for each convolution that needs im2col (not the 1x1 stride-1 ones),
+    ("bn", x shape, None), ("pool", x shape, (k, s, p))."""
+    layers = [("conv", (batch, 3, size, size), (7, 2, 3))]
+    h = (size - 1) // 2 + 1
+    layers += [("bn", (batch, 64, h, h), None), ("pool", (batch, 64, h, h), (3, 2, 1))]
+    h = (h - 1) // 2 + 1
+    cin = 64
+    bottleneck = depth == 50
+    for stage, blocks in enumerate([3, 4, 6, 3] if bottleneck else [2, 2, 2, 2]):
+        width = 64 << stage
+        cout = width * 4 if bottleneck else width
+        for b in range(blocks):
+            s = 2 if stage > 0 and b == 0 else 1
+            ho = (h - 1) // s + 1
+            if bottleneck:  # 1x1 (pointwise: no im2col) > 3x3 stride s > 1x1
+                layers += [("bn", (batch, width, h, h), None), ("conv", (batch, width, h, h), (3, s, 1)),
+                           ("bn", (batch, width, ho, ho), None), ("bn", (batch, cout, ho, ho), None)]
+            else:
+                layers += [("conv", (batch, cin, h, h), (3, s, 1)), ("bn", (batch, cout, ho, ho), None),
+                           ("conv", (batch, cout, ho, ho), (3, 1, 1)), ("bn", (batch, cout, ho, ho), None)]
+            if s != 1 or cin != cout:  # downsample: 1x1 stride s, then batch norm
+                if s != 1:
+                    layers.append(("conv", (batch, cin, h, h), (1, s, 0)))
+                layers.append(("bn", (batch, cout, ho, ho), None))
+            cin, h = cout, ho
+    return layers
+
+
+def kernel_calls(layers):
+    """{(kernel, shape, geometry): calls per training step}: a convolution runs im2col forward and
+    again in backward plus col2im (not for the stem, whose input needs no gradient); a batch norm
+    bn_stats, bn_forward and bn_backward; max pooling its forward and backward."""
+    calls = {}
+    for kind, shape, geo in layers:
+        if kind == "conv":
+            names = ["im2col", "im2col"] + (["col2im"] if shape[1] != 3 else [])
+        elif kind == "bn":
+            names = ["bn_stats", "bn_forward", "bn_backward"]
+        else:
+            names = ["maxpool_forward", "maxpool_backward"]
+        for name in names:
+            calls[(name, shape, geo)] = calls.get((name, shape, geo), 0) + 1
+    return calls
+
+
+def cases(batch, size, quick):
+    """[(kernel, shape, geometry, {net: calls per step})], in kernel order."""
+    per_net = {f"ResNet-{d}": kernel_calls(resnet_layers(d, batch, size)) for d in (18, 50)}
+    if quick:
+        h = (size - 1) // 2 + 1
+        c56, c112 = (batch, 64, (h - 1) // 2 + 1, (h - 1) // 2 + 1), (batch, 64, h, h)
+        bn = (batch, 256, c56[2], c56[3])
+        picked = {("im2col", c56, (3, 1, 1)), ("col2im", c56, (3, 1, 1)), ("maxpool_forward", c112, (3, 2, 1)),
+                  ("maxpool_backward", c112, (3, 2, 1)), ("avgpool_forward", c112, (3, 2, 1)),
+                  ("avgpool_backward", c112, (3, 2, 1)), ("bn_stats", bn, None), ("bn_forward", bn, None),
+                  ("bn_backward", bn, None)}
+    else:
+        picked = {key for calls in per_net.values() for key in calls}
+        # ResNets use no avg_pool2d; time it on max pooling's shape
+        picked |= {(name.replace("max", "avg"), shape, geo) for name, shape, geo in picked if name.startswith("maxpool")}
+    order = {name: i for i, name in enumerate(KERNELS)}
+    rows = sorted(picked, key=lambda key: (order[key[0]], -np.prod(key[1]), key[1], key[2] or ()))
+    return [(name, shape, geo, {net: calls.get((name, shape, geo), 0) for net, calls in per_net.items()})
+            for name, shape, geo in rows]
+
+
+# ---------------------------------------------------------------- inputs, traffic and arithmetic
+
+def channel_major(a):
+    """(N, C, H, W) a as a view of (C, N, H, W) memory, as conv2d outputs are."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
+def make_call(name, shape, geo, rng):
+    """(args, bytes, flops) for one kernel call: arguments (float32 NumPy arrays), the memory traffic
+    (every input read and every output written once) and the floating-point operations."""
+    from minires import kernels
+    from minires.kernels._geometry import pool_out_size
+    from minires.kernels.pooling import avgpool_divisor
+
+    x = rng.standard_normal(shape, dtype=np.float32)
+    x = x if shape[1] == 3 else channel_major(x)
+    n, c, h, w = shape
+    if name in ("im2col", "col2im"):
+        k, s, p = geo
+        g = ((k, k), (s, s), (p, p), (1, 1))
+        ho, wo = (kernels.conv_out_size(d, k, s, p, 1) for d in (h, w))
+        col_bytes = 4 * c * k * k * n * ho * wo
+        if name == "im2col":
+            return (x,) + g, x.nbytes + col_bytes, 0
+        col = rng.standard_normal((c * k * k, n * ho * wo), dtype=np.float32)
+        return (col, shape) + g, col_bytes + x.nbytes, col.size
+    if "pool" in name:
+        k, s, p = geo
+        ohw = tuple(pool_out_size(d, k, s, p, 1, False) for d in (h, w))
+        taps, out = k * k, n * c * ohw[0] * ohw[1]
+        gy = channel_major(rng.standard_normal((n, c) + ohw, dtype=np.float32))
+        g = ((k, k), (s, s), (p, p))
+        if name == "maxpool_forward":
+            return (x,) + g + ((1, 1), ohw), x.nbytes + 2 * gy.nbytes, out * taps
+        if name == "maxpool_backward":
+            _, arg = kernels.maxpool_forward(x, *g, (1, 1), ohw)
+            return (gy, arg, shape) + g + ((1, 1),), 2 * gy.nbytes + x.nbytes, out
+        div = avgpool_divisor(np, (h, w), ohw, (k, k), (s, s), (p, p), True, np.float32)
+        if name == "avgpool_forward":
+            return (x,) + g + (ohw, div), x.nbytes + gy.nbytes, out * (taps + 1)
+        return (gy, shape) + g + (div,), gy.nbytes + x.nbytes, out * taps * 2
+    x3 = x.reshape(n, c, h * w)
+    mean, var = kernels.bn_stats(x3)
+    invstd = 1 / np.sqrt(var + np.float32(1e-5))
+    weight, bias = rng.standard_normal(c, dtype=np.float32), rng.standard_normal(c, dtype=np.float32)
+    if name == "bn_stats":
+        return (x3,), x.nbytes, 4 * x.size
+    if name == "bn_forward":
+        return (x3, mean, invstd, weight, bias), 2 * x.nbytes, 2 * x.size
+    gy = channel_major(rng.standard_normal(shape, dtype=np.float32)).reshape(n, c, h * w)
+    return (gy, x3, mean, invstd, weight, True), 3 * x.nbytes, 9 * x.size
+
+
+# ---------------------------------------------------------------- timing
+
+def median_time(f, runs, sync=lambda: None):
+    f()
+    sync()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        f()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def ceilings(quick, runs):
+    """(GEMM GFLOP/s, copy GB/s, copy source): a large float32 GEMM through NumPy's BLAS, and the faster
+    of np.copyto and a parallel Numba copy of a large array (bytes read plus bytes written)."""
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def parallel_copy(dst, src):
+        for i in prange(src.size):
+            dst[i] = src[i]
+
+    rng = np.random.default_rng(0)
+    n = 1024 if quick else 2048
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    gemm = 2 * n ** 3 / median_time(lambda: a @ b, runs) / 1e9
+    src = np.ones((32 if quick else 64) << 20, dtype=np.float32)
+    dst = np.empty_like(src)
+    copies = {name: 2 * src.nbytes / median_time(lambda: f(dst, src), runs) / 1e9
+              for name, f in (("np.copyto", np.copyto), ("numba prange", parallel_copy))}
+    best = max(copies, key=copies.get)
+    return gemm, copies[best], best
+
+
+def implementations():
+    """{label: (to_device, sync)}: numpy and numba always, cuda with CuPy and a GPU."""
+    from minires import kernels
+    impls = {"numpy": (None, None), "numba": (None, None)}
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no GPU")
+    except Exception:
+        return impls
+    label = "cuda" if any("cuda" in getattr(kernels, k).impls for k in KERNELS) else "cuda(ref)"
+    impls[label] = (lambda a: cupy.asarray(a) if isinstance(a, np.ndarray) else a, cupy.cuda.Device().synchronize)
+    return impls
+
+
+def run_kernel(name, args, impl, to_device, sync, runs):
+    from minires import kernels
+    k = getattr(kernels, name)
+    if to_device is None:
+        f = k.impls.get(impl, k.impls["numpy"])
+        return median_time(lambda: f(*args), runs)
+    dargs = tuple(to_device(a) for a in args)
+    return median_time(lambda: k(*dargs), runs, sync)
+
+
+# ---------------------------------------------------------------- numba first calls
+
+def probe_first_calls():
+    """Child process: the first call of each Numba kernel on small float32 inputs, in seconds (JSON)."""
+    from minires import kernels
+    kernels.set_kernels("numpy")  # make_call's own kernel calls must not compile anything
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in KERNELS:
+        geo = None if name.startswith("bn") else (3, 2, 1)
+        args, _, _ = make_call(name, (2, 4, 9, 9), geo, rng)
+        f = getattr(kernels, name).impls["numba"]
+        t = time.perf_counter()
+        f(*args)
+        out[name] = time.perf_counter() - t
+    print(json.dumps(out))
+
+
+def first_calls():
+    """{kernel: (compile s, cache-load s)}: two fresh processes sharing an empty Numba cache folder."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        runs = [json.loads(subprocess.run([sys.executable, os.path.abspath(__file__), "--probe-first-calls"], env=env,
+                                          check=True, capture_output=True, text=True).stdout) for _ in range(2)]
+    return {name: (runs[0][name], runs[1][name]) for name in KERNELS}
+
+
+# ---------------------------------------------------------------- report
+
+def describe_machine():
+    import numba
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{datetime.date.today()}  {cpu}, {os.cpu_count()} cores  Python {platform.python_version()}  "
+            f"NumPy {np.__version__}  Numba {numba.__version__} ({numba.get_num_threads()} threads)")
+
+
+def fmt_shape(shape, geo):
+    s = "x".join(map(str, shape))
+    return s if geo is None else f"{s} k{geo[0]}s{geo[1]}p{geo[2]}"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.probe_first_calls:
+        return probe_first_calls()
+    runs = args.runs or (3 if args.quick else 7)
+    print(describe_machine())
+    gemm, copy, copy_src = ceilings(args.quick, runs)
+    print(f"ceilings: float32 GEMM {gemm:.1f} GFLOP/s; copy {copy:.1f} GB/s ({copy_src}, bytes read + written)")
+
+    impls = implementations()
+    rng = np.random.default_rng(0)
+    head = f"{'kernel':17} {'shape N x C x H x W':29} {'impl':9} {'ms':>8} {'GB/s':>6} {'%copy':>6} {'GFLOP/s':>8} {'%gemm':>6} {'speedup':>7}"
+    print("\n" + head + "\n" + "-" * len(head))
+    step = {impl: {} for impl in impls}
+    for name, shape, geo, calls in cases(args.batch, args.size, args.quick):
+        call_args, nbytes, flops = make_call(name, shape, geo, rng)
+        base = None
+        for impl, (to_device, sync) in impls.items():
+            t = run_kernel(name, call_args, impl, to_device, sync, runs)
+            base = base or t
+            for net, count in calls.items():
+                step[impl][net] = step[impl].get(net, 0) + count * t
+            gflops = f"{flops / t / 1e9:8.2f} {100 * flops / t / 1e9 / gemm:5.1f}%" if flops else f"{'-':>8} {'-':>6}"
+            print(f"{name:17} {fmt_shape(shape, geo):29} {impl:9} {1e3 * t:8.2f} {nbytes / t / 1e9:6.1f} "
+                  f"{100 * nbytes / t / 1e9 / copy:5.0f}% {gflops} {base / t:6.1f}x")
+
+    if not args.quick:
+        print(f"\nkernel time per training step (batch {args.batch}, {args.size}x{args.size}; GEMMs not included):")
+        for net in ("ResNet-18", "ResNet-50"):
+            print(f"  {net}: " + ", ".join(f"{impl} {1e3 * step[impl][net]:.0f} ms" for impl in impls))
+
+    print("\nNumba first call per kernel (float32; fresh process each): compile into an empty cache / load from it")
+    for name, (compile_s, load_s) in first_calls().items():
+        print(f"  {name:17} {compile_s:6.2f} s / {load_s:5.2f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

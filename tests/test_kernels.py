@@ -1,0 +1,298 @@
+"""The Numba kernels against their NumPy references, the kernel switch, and the ops under both.
+
+Exactly equal where the two do the same arithmetic in the same order (im2col, col2im, max-pool
+forward with its argmax, average pooling, bn_forward); within float rounding where the order of a
+sum differs (max-pool backward, the batch-norm reductions, which Numba accumulates in float64).
+Inputs come in three memory layouts: NCHW-contiguous, channel-major (an (N, C, H, W) view of
+(C, N, H, W) memory, as conv2d outputs are) and a sliced, non-contiguous view.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minires
+import minires.functional as F
+from minires import kernels
+from minires.kernels import Kernel
+from minires.kernels._geometry import pool_out_size
+from minires.kernels._layout import is_channel_major
+from minires.kernels.pooling import avgpool_divisor
+
+LAYOUTS = ["nchw", "channel_major", "sliced"]
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+def make(shape, layout, dtype, rng, values=None):
+    """An array of the given shape and memory layout, N(0, 1) or drawn by ``values(shape)``."""
+    draw = values or (lambda s: rng.standard_normal(s))
+    if layout == "nchw":
+        return draw(shape).astype(dtype)
+    if layout == "channel_major":
+        return np.ascontiguousarray(draw((shape[1], shape[0]) + shape[2:]).astype(dtype)).swapaxes(0, 1)
+    big = draw(shape[:-1] + (2 * shape[-1] + 1,)).astype(dtype)
+    return big[..., 1::2]  # every other column: strides no kernel layout has
+
+
+def both(kernel, *args):
+    """(numba result, numpy result) of one kernel on the same arguments."""
+    return kernel.impls["numba"](*args), kernel.impls["numpy"](*args)
+
+
+def assert_layout_kept(out, like):
+    """Channel-major in -> channel-major out; anything else -> NCHW-contiguous out."""
+    assert is_channel_major(out) == is_channel_major(like)
+    assert out.flags.c_contiguous or out.swapaxes(0, 1).flags.c_contiguous
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+# ---------------------------------------------------------------- im2col / col2im
+
+# (x shape, kernel, stride, padding, dilation)
+CONV_CASES = [
+    ((2, 3, 7, 6), (3, 3), (1, 1), (1, 1), (1, 1)),     # the common 3x3 "same" convolution
+    ((2, 3, 9, 8), (2, 2), (3, 3), (0, 0), (1, 1)),     # stride > kernel: skipped input
+    ((1, 2, 5, 5), (3, 3), (1, 1), (2, 2), (1, 1)),     # padding > half the kernel, batch 1
+    ((2, 2, 4, 4), (3, 2), (1, 2), (3, 2), (1, 1)),     # padding >= kernel: all-zero rows and columns
+    ((2, 2, 9, 9), (3, 3), (2, 1), (1, 2), (2, 3)),     # dilation
+    ((3, 4, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1)),     # 1x1 maps
+    ((2, 3, 1, 1), (3, 3), (1, 1), (1, 1), (1, 1)),     # 1x1 map under a padded 3x3 kernel
+    ((2, 4, 7, 7), (1, 1), (2, 2), (0, 0), (1, 1)),     # ResNet's downsampling 1x1 stride 2
+    ((2, 3, 11, 10), (7, 7), (2, 2), (3, 3), (1, 1)),   # ResNet's stem
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_col2im_equal_reference(case, layout, dtype, rng):
+    shape, *geometry = case
+    x = make(shape, layout, dtype, rng)
+    col, ref = both(kernels.im2col, x, *geometry)
+    assert col.flags.c_contiguous and col.dtype == dtype
+    np.testing.assert_array_equal(col, ref)
+
+    gcol = rng.standard_normal(col.shape).astype(dtype)
+    gx, ref = both(kernels.col2im, gcol, shape, *geometry)
+    assert gx.shape == shape and gx.dtype == dtype
+    assert gx.swapaxes(0, 1).flags.c_contiguous  # channel-major, as the reference
+    np.testing.assert_array_equal(gx, ref)  # the same additions in the same order
+
+
+# ---------------------------------------------------------------- pooling
+
+# (x shape, kernel, stride, padding, dilation, ceil_mode)
+POOL_CASES = [
+    ((2, 3, 8, 8), (3, 3), (2, 2), (1, 1), (1, 1), False),   # ResNet's max pool
+    ((2, 3, 9, 8), (2, 2), (3, 3), (0, 0), (1, 1), False),   # stride > kernel
+    ((1, 2, 7, 6), (3, 2), (1, 2), (1, 1), (1, 1), True),    # padding = half the kernel, batch 1
+    ((2, 2, 9, 9), (3, 3), (2, 2), (1, 1), (2, 2), True),    # dilation, ceil_mode's extra window
+    ((2, 3, 10, 7), (3, 3), (3, 3), (1, 0), (1, 1), True),
+    ((3, 4, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), False),   # 1x1 maps
+    ((2, 2, 1, 1), (3, 3), (2, 2), (1, 1), (1, 1), True),    # 1x1 map, window mostly padding
+]
+
+
+def pool_geometry(case):
+    shape, k, s, p, d, ceil = case
+    return shape, (k, s, p, d), tuple(pool_out_size(*a, ceil) for a in zip(shape[2:], k, s, p, d))
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool_equals_reference(case, layout, dtype, rng):
+    shape, geometry, ohw = pool_geometry(case)
+    x = make(shape, layout, dtype, rng)
+    (y, arg), (y_ref, arg_ref) = both(kernels.maxpool_forward, x, *geometry, ohw)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    assert arg.dtype == np.int32
+    assert_layout_kept(y, x)
+    assert_layout_kept(arg, x)
+
+    gy = make(y.shape, layout, dtype, rng)
+    gx, ref = both(kernels.maxpool_backward, gy, arg, shape, *geometry)
+    np.testing.assert_allclose(gx, ref, rtol=RTOL[dtype], atol=RTOL[dtype])
+    assert_layout_kept(gx, gy)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_maxpool_ties_nans_and_infs(layout, rng):
+    """Ties keep the first tap, a NaN wins (the last one in its window), a window of -inf keeps tap 0
+    even where that tap is padding, and backward then drops its gradient."""
+    shape, geometry, ohw = pool_geometry(((2, 3, 9, 9), (3, 3), (2, 2), (1, 1), (1, 1), True))
+    x = make(shape, layout, np.float32, rng, values=lambda s: rng.integers(0, 3, s).astype(np.float32))
+    x[0, 0, 0, :4] = np.nan           # windows with one NaN and with two
+    x[0, 1, 4, 4] = np.nan
+    x[1, 2] = -np.inf                 # a plane of -inf: every window is all -inf
+    x[1, 1, 3:6, 3:6] = np.inf
+    (y, arg), (y_ref, arg_ref) = both(kernels.maxpool_forward, x, *geometry, ohw)
+    assert np.isnan(y).any() and (y == -np.inf).any()
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    gy = make(y.shape, layout, np.float32, rng)
+    gx, ref = both(kernels.maxpool_backward, gy, arg, shape, *geometry)
+    np.testing.assert_allclose(gx, ref, rtol=RTOL[np.float32], atol=RTOL[np.float32])
+
+
+@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[4] == (1, 1)], ids=str)  # no dilation
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("divisor", ["include_pad", "exclude_pad", "override"])
+def test_avgpool_equals_reference(case, layout, dtype, divisor, rng):
+    shape, (k, s, p, _), ohw = pool_geometry(case)
+    div = (np.full(ohw, 3, dtype) if divisor == "override"
+           else avgpool_divisor(np, shape[2:], ohw, k, s, p, divisor == "include_pad", dtype))
+    x = make(shape, layout, dtype, rng)
+    y, ref = both(kernels.avgpool_forward, x, k, s, p, ohw, div)
+    np.testing.assert_array_equal(y, ref)  # the same sums in the same order
+    assert_layout_kept(y, x)
+    gy = make(y.shape, layout, dtype, rng)
+    gx, ref = both(kernels.avgpool_backward, gy, shape, k, s, p, div)
+    np.testing.assert_array_equal(gx, ref)
+    assert_layout_kept(gx, gy)
+
+
+# ---------------------------------------------------------------- batch norm
+
+BN_SHAPES = [(4, 5, 30), (1, 3, 7), (8, 16, 49), (3, 2, 1)]
+
+
+def bn_inputs(shape, layout, dtype, rng):
+    x = make(shape, layout, dtype, rng) * 3 + 2
+    mean, var = kernels.bn_stats.impls["numpy"](x)
+    invstd = (1 / np.sqrt(var + 1e-5)).astype(dtype)
+    weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
+    return x, mean, invstd, weight, bias
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_equals_reference(shape, layout, dtype, rng):
+    x, mean, invstd, weight, bias = bn_inputs(shape, layout, dtype, rng)
+    (m, v), (m_ref, v_ref) = both(kernels.bn_stats, x)
+    assert m.dtype == v.dtype == dtype and m.shape == (shape[1],)
+    np.testing.assert_allclose(m, m_ref, rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_allclose(v, v_ref, rtol=4 * RTOL[dtype], atol=RTOL[dtype])
+
+    for w, b in ((weight, bias), (None, None)):
+        y, ref = both(kernels.bn_forward, x, mean, invstd, w, b)
+        np.testing.assert_array_equal(y, ref)  # the reference's scale and shift, one multiply-add
+        assert_layout_kept(y, x)
+
+        gy = make(shape, layout, dtype, rng)
+        for training in (True, False):
+            got, ref = both(kernels.bn_backward, gy, x, mean, invstd, w, training)
+            for a, r in zip(got, ref):
+                assert a.dtype == dtype and a.shape == r.shape
+                # gx's centred terms cancel: compare against the size of the terms, not of gx
+                np.testing.assert_allclose(a, r, rtol=8 * RTOL[dtype], atol=8 * RTOL[dtype] * np.abs(r).max())
+            assert_layout_kept(got[0], gy)
+
+
+def test_bn_stats_accumulates_in_float64(rng):
+    """float32 input far from zero: Numba's float64 sums keep the variance to float32 rounding."""
+    x = (1e4 + rng.standard_normal((8, 4, 500))).astype(np.float32)
+    mean, var = kernels.bn_stats.impls["numba"](x)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2)), rtol=1e-7)
+    np.testing.assert_allclose(var, x64.var(axis=(0, 2)), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- the switch
+
+@pytest.fixture
+def restore_kernels():
+    before = minires.get_kernels()
+    yield
+    minires.set_kernels(before)
+
+
+def test_set_kernels_switches_and_falls_back(restore_kernels):
+    k = Kernel(lambda x: "numpy")
+    k.register("numba")(lambda x: "numba")
+    only_reference = Kernel(lambda x: "numpy")
+    x = np.zeros(1)
+    for name in ("numpy", "numba"):
+        minires.set_kernels(name)
+        assert minires.get_kernels() == name and k(x) == name
+        assert only_reference(x) == "numpy"  # no numba version: the reference
+
+
+def test_numba_is_the_default_and_every_kernel_has_one():
+    assert minires.get_kernels() == os.environ.get("MINIRES_KERNELS", "numba")
+    for name in kernels.__all__:
+        if isinstance(getattr(kernels, name), Kernel):
+            assert "numba" in getattr(kernels, name).impls, name
+
+
+@pytest.mark.parametrize("name", ["cuda", "Numba", "", None])
+def test_set_kernels_rejects_unknown_names(name, restore_kernels):
+    with pytest.raises(ValueError, match="set_kernels"):
+        minires.set_kernels(name)
+
+
+def run_python(code, **env):
+    return subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), capture_output=True, text=True)
+
+
+def test_environment_variable_selects_kernels():
+    code = "import minires; print(minires.get_kernels())"
+    for name in ("numpy", "numba"):
+        out = run_python(code, MINIRES_KERNELS=name)
+        assert out.returncode == 0 and out.stdout.strip() == name, out.stderr
+    out = run_python(code, MINIRES_KERNELS="fortran")
+    assert out.returncode != 0 and "MINIRES_KERNELS" in out.stderr and "fortran" in out.stderr
+
+
+def test_kernels_from_several_threads():
+    """Numba's workqueue threading layer aborts on concurrent entry; the dispatch lock prevents it."""
+    code = """if True:
+        import threading, numpy as np, minires
+        from minires import kernels
+        x = np.random.default_rng(0).standard_normal((2, 8, 64)).astype(np.float32)
+        def work():
+            for _ in range(200):
+                kernels.bn_stats(x)
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("ok")
+    """
+    out = run_python(code)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---------------------------------------------------------------- the ops under both
+
+def run_ops(name, seed=0):
+    """Forward and backward of conv2d > batch_norm > max_pool2d > avg_pool2d under kernels ``name``:
+    the output and every gradient, as arrays."""
+    minires.set_kernels(name)
+    rng = np.random.default_rng(seed)
+    t = lambda *shape: minires.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)  # noqa: E731
+    x, w, b = t(2, 3, 11, 10), t(6, 3, 3, 3), t(4)
+    gamma, beta = t(6), t(6)
+    rm, rv = minires.tensor(np.zeros(6, np.float32)), minires.tensor(np.ones(6, np.float32))
+    h = F.conv2d(x, w, stride=1, padding=2, dilation=2)  # no bias: batch norm would cancel its gradient
+    h = F.batch_norm(h, rm, rv, gamma, beta, training=True)
+    h = F.max_pool2d(h, 3, stride=2, padding=1, ceil_mode=True)
+    h = F.avg_pool2d(h, 2, stride=1, padding=1, count_include_pad=False)
+    h = F.conv2d(h, t(4, 6, 1, 1), b, stride=2)
+    g = minires.tensor(rng.standard_normal(h.shape).astype(np.float32))
+    (h * g).sum().backward()
+    return [h.numpy(), rm.numpy(), rv.numpy()] + [p.grad.numpy() for p in (x, w, b, gamma, beta)]
+
+
+def test_ops_agree_under_numpy_and_numba(restore_kernels):
+    for got, ref in zip(run_ops("numba"), run_ops("numpy")):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
