@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = {
     "check": "minires.check",
+    "summary": "minires.summary",
 }
 
 
