@@ -1,8 +1,8 @@
 """Print a model's layers with output shapes, parameters and multiply-accumulates.
 
 ``minires.summary(model, input_shape)`` runs one forward pass on zeros (in eval mode, without a
-graph) with every module's forward temporarily wrapped to note what it was called with and what
-it returned; no hooks are needed and the model is left as it was. MACs count the convolutions and
+graph) with every module's forward temporarily wrapped to note its output's shape and its MACs:
+no hooks are needed, and the model is left as it was. MACs count the convolutions and
 linear layers only (normalization, activations, pooling and additions are a small fraction):
     Conv2d: N * Cout * Ho * Wo * (Cin / groups) * kh * kw      Linear: rows * in * out
 """
@@ -10,6 +10,7 @@ import argparse
 
 import numpy as np
 
+from .backend import array_module
 from .models import resnet
 from .nn import Conv2d, Linear
 from .tensor import Tensor, no_grad
@@ -50,16 +51,19 @@ class ModelSummary:
         return self.table()
 
 
-def summary(model, input_shape, dtype=np.float32, depth=None, print_table=True):
-    """Summarize ``model`` on an input of shape (C, H, W) (a batch of one) or (N, C, H, W); print
-    the table unless print_table is False (showing modules at most ``depth`` deep) and return the
-    ModelSummary."""
+def summary(model, input_shape, depth=None, print_table=True):
+    """Summarize ``model`` on an input of shape (C, H, W) (a batch of one) or (N, C, H, W), made on
+    the device and with the dtype of the model's parameters; print the table unless print_table is
+    False (showing modules at most ``depth`` deep) and return the ModelSummary."""
     input_shape = tuple(int(n) for n in input_shape)
     if len(input_shape) == 3:
         input_shape = (1,) + input_shape
     if len(input_shape) != 4 or min(input_shape) < 1:
         raise ValueError(f"summary: input_shape must be (C, H, W) or (N, C, H, W) with positive sizes, "
                          f"got {input_shape}")
+    params = list(model.parameters())
+    like = params[0].data if params else np.zeros(0, np.float32)
+    x = Tensor(array_module(like).zeros(input_shape, dtype=like.dtype))
     rows = []
     modes = [(m, m.training) for m in model.modules()]
     wrapped = [(name, m) for name, m in model.named_modules() if name]  # not the model: its row is the total
@@ -68,13 +72,12 @@ def summary(model, input_shape, dtype=np.float32, depth=None, print_table=True):
     try:
         model.eval()
         with no_grad():
-            out = model(Tensor(np.zeros(input_shape, dtype=dtype)))
+            out = model(x)
     finally:
         for _, m in wrapped:
             del m.forward
         for m, training in modes:
             m.training = training
-    params = list(model.parameters())
     result = ModelSummary(rows, input_shape, tuple(out.shape), sum(p.numel() for p in params),
                           sum(p.numel() for p in params if p.requires_grad), sum(r["macs"] for r in rows if r["leaf"]))
     if print_table:
@@ -84,7 +87,7 @@ def summary(model, input_shape, dtype=np.float32, depth=None, print_table=True):
 
 def _traced(module, name, rows):
     """module.forward, noting a row (with the output's shape and the MACs) per call."""
-    forward, leaf = module.forward, not any(True for _ in module.children())
+    forward, leaf = module.forward, next(module.children(), None) is None
 
     def traced(*args, **kwargs):
         row = dict(name=name, type=type(module).__name__, depth=name.count(".") + 1, leaf=leaf,

@@ -5,7 +5,7 @@ blocks (layer1..layer4, widths 64, 128, 256, 512 times the block's expansion; st
 resolution in their first block), global average pooling and one linear classifier:
 
     (N, 3, H, W) -> conv1/bn1/relu/maxpool (N, 64, H/4, W/4) -> layer1..layer4 (N, 512 e, H/32, W/32)
-                 -> avgpool + flatten (N, 512 e) -> fc (N, num_classes)
+                 -> avgpool + flatten (N, 512 e) -> fc (N, num_classes)      (e = block.expansion: 1 or 4)
 
 Each block computes relu(F(x) + shortcut(x)); the shortcut is the identity, or a 1x1 convolution +
 batch norm ("downsample") where the shape changes. "v1.5" (torchvision's choice): a Bottleneck

@@ -165,7 +165,8 @@ def torch_results(case, check, dtype):
     """``run`` with the torch model of ``case`` in ``dtype``, with the weights of the check in
     precision ``check`` (torch must be importable)."""
     import torch
-    sys.path.insert(0, os.path.dirname(HERE))
+    if os.path.dirname(HERE) not in sys.path:
+        sys.path.insert(0, os.path.dirname(HERE))
     from torch_resnet import torch_resnet
 
     arch, options, _, seed = CASES[case]
