@@ -16,6 +16,7 @@ setup(
     install_requires=["numpy>=1.24", "numba>=0.59"],
     extras_require={
         "gpu": ["cupy-cuda13x>=13"],
+        "train": ["scikit-learn>=1.3", "tqdm>=4.60", "matplotlib>=3.7", "pillow>=10"],
         "test": ["pytest>=7", "torch==2.13.0", "psutil"],
     },
     entry_points={"console_scripts": ["minires=minires.cli:main"]},
