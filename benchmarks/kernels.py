@@ -5,13 +5,14 @@
     python benchmarks/kernels.py --batch 16 --size 112 --runs 9
 
 Every kernel (im2col, col2im, max/avg pooling forward and backward, batch-norm statistics,
-normalization and backward) runs in each implementation: the NumPy reference, Numba, and on a
+normalization and backward, alone and with the fused ReLU) runs in each implementation: the NumPy reference, Numba, and on a
 machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
 registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
 GB/s (the bytes a kernel must read and write at least, once each) and the arithmetic as GFLOP/s,
 each also as a fraction of the ceilings measured in the same run: a large float32 GEMM (NumPy's
 BLAS) and a large array copy (the faster of np.copyto and a parallel Numba copy). The kernels are
-memory-bound: the GB/s fraction is the one to read. Activations are channel-major, as conv2d
+memory-bound: the GB/s fraction is the one to read (above 100%: a working set that fits in the
+last-level cache, which the large copy does not). Activations are channel-major, as conv2d
 produces them (the stem's input image is NCHW). The full run ends with each network's kernel time
 per training step (every kernel call the forward and backward make), and both runs report Numba's
 first-call cost per kernel: compiling (into an empty cache) and loading from the disk cache, each
@@ -28,11 +29,16 @@ import sys
 import tempfile
 import time
 
+import numba
 import numpy as np
+from numba import njit, prange
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from minires import kernels
+from minires.kernels._geometry import pool_out_size
+from minires.kernels.pooling import avgpool_divisor
+
 KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
-           "bn_stats", "bn_forward", "bn_backward"]
+           "bn_stats", "bn_forward", "bn_backward", "bn_forward+relu", "bn_backward+relu"]  # +relu: relu=True
 
 
 def parse_args(argv=None):
@@ -104,11 +110,12 @@ def cases(batch, size, quick):
         picked = {("im2col", c56, (3, 1, 1)), ("col2im", c56, (3, 1, 1)), ("maxpool_forward", c112, (3, 2, 1)),
                   ("maxpool_backward", c112, (3, 2, 1)), ("avgpool_forward", c112, (3, 2, 1)),
                   ("avgpool_backward", c112, (3, 2, 1)), ("bn_stats", bn, None), ("bn_forward", bn, None),
-                  ("bn_backward", bn, None)}
+                  ("bn_backward", bn, None), ("bn_forward+relu", bn, None), ("bn_backward+relu", bn, None)}
     else:
         picked = {key for calls in per_net.values() for key in calls}
-        # ResNets use no avg_pool2d; time it on max pooling's shape
+        # ResNets use no avg_pool2d: time it on max pooling's shape; the fused ReLU on the batch norms'
         picked |= {(name.replace("max", "avg"), shape, geo) for name, shape, geo in picked if name.startswith("maxpool")}
+        picked |= {(name + "+relu", shape, geo) for name, shape, geo in picked if name in ("bn_forward", "bn_backward")}
     order = {name: i for i, name in enumerate(KERNELS)}
     rows = sorted(picked, key=lambda key: (order[key[0]], -np.prod(key[1]), key[1], key[2] or ()))
     return [(name, shape, geo, {net: calls.get((name, shape, geo), 0) for net, calls in per_net.items()})
@@ -125,10 +132,6 @@ def channel_major(a):
 def make_call(name, shape, geo, rng):
     """(args, bytes, flops) for one kernel call: arguments (float32 NumPy arrays), the memory traffic
     (every input read and every output written once) and the floating-point operations."""
-    from minires import kernels
-    from minires.kernels._geometry import pool_out_size
-    from minires.kernels.pooling import avgpool_divisor
-
     x = rng.standard_normal(shape, dtype=np.float32)
     x = x if shape[1] == 3 else channel_major(x)
     n, c, h, w = shape
@@ -162,10 +165,11 @@ def make_call(name, shape, geo, rng):
     weight, bias = rng.standard_normal(c, dtype=np.float32), rng.standard_normal(c, dtype=np.float32)
     if name == "bn_stats":
         return (x3,), x.nbytes, 4 * x.size
-    if name == "bn_forward":
-        return (x3, mean, invstd, weight, bias), 2 * x.nbytes, 2 * x.size
+    relu = name.endswith("+relu")
+    if name.startswith("bn_forward"):
+        return (x3, mean, invstd, weight, bias, relu), 2 * x.nbytes, (3 if relu else 2) * x.size
     gy = channel_major(rng.standard_normal(shape, dtype=np.float32)).reshape(n, c, h * w)
-    return (gy, x3, mean, invstd, weight, True), 3 * x.nbytes, 9 * x.size
+    return (gy, x3, mean, invstd, weight, True, bias, relu), 3 * x.nbytes, (13 if relu else 9) * x.size
 
 
 # ---------------------------------------------------------------- timing
@@ -185,8 +189,6 @@ def median_time(f, runs, sync=lambda: None):
 def ceilings(quick, runs):
     """(GEMM GFLOP/s, copy GB/s, copy source): a large float32 GEMM through NumPy's BLAS, and the faster
     of np.copyto and a parallel Numba copy of a large array (bytes read plus bytes written)."""
-    from numba import njit, prange
-
     @njit(parallel=True)
     def parallel_copy(dst, src):
         for i in prange(src.size):
@@ -206,7 +208,6 @@ def ceilings(quick, runs):
 
 def implementations():
     """{label: (to_device, sync)}: numpy and numba always, cuda with CuPy and a GPU."""
-    from minires import kernels
     impls = {"numpy": (None, None), "numba": (None, None)}
     try:
         import cupy
@@ -214,14 +215,17 @@ def implementations():
             raise RuntimeError("no GPU")
     except Exception:
         return impls
-    label = "cuda" if any("cuda" in getattr(kernels, k).impls for k in KERNELS) else "cuda(ref)"
+    label = "cuda" if any("cuda" in kernel_of(k).impls for k in KERNELS) else "cuda(ref)"
     impls[label] = (lambda a: cupy.asarray(a) if isinstance(a, np.ndarray) else a, cupy.cuda.Device().synchronize)
     return impls
 
 
+def kernel_of(name):
+    return getattr(kernels, name.split("+")[0])
+
+
 def run_kernel(name, args, impl, to_device, sync, runs):
-    from minires import kernels
-    k = getattr(kernels, name)
+    k = kernel_of(name)
     if to_device is None:
         f = k.impls.get(impl, k.impls["numpy"])
         return median_time(lambda: f(*args), runs)
@@ -233,14 +237,13 @@ def run_kernel(name, args, impl, to_device, sync, runs):
 
 def probe_first_calls():
     """Child process: the first call of each Numba kernel on small float32 inputs, in seconds (JSON)."""
-    from minires import kernels
     kernels.set_kernels("numpy")  # make_call's own kernel calls must not compile anything
     rng = np.random.default_rng(0)
     out = {}
     for name in KERNELS:
         geo = None if name.startswith("bn") else (3, 2, 1)
         args, _, _ = make_call(name, (2, 4, 9, 9), geo, rng)
-        f = getattr(kernels, name).impls["numba"]
+        f = kernel_of(name).impls["numba"]
         t = time.perf_counter()
         f(*args)
         out[name] = time.perf_counter() - t
@@ -259,7 +262,6 @@ def first_calls():
 # ---------------------------------------------------------------- report
 
 def describe_machine():
-    import numba
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

@@ -1,5 +1,8 @@
 """Batch-norm pieces over (N, C, L) arrays (an NCHW map is passed as (N, C, H*W)); per-channel
 vectors have shape (C,). With xhat = (x - mean) * invstd:  y = weight * xhat + bias.
+bn_forward and bn_backward can fuse the ReLU that follows most batch norms in a ResNet (relu=True):
+forward writes max(y, 0) in its one pass, backward recomputes the ReLU's mask from x, so the ReLU
+costs no pass of its own and no saved output.
 
 The Numba versions work on each channel's N rows of L contiguous values (NCHW or channel-major
 memory, see _layout) and keep one channel's work in one thread, so that a second pass over the
@@ -12,6 +15,7 @@ from numba import njit, prange
 
 from ._dispatch import kernel
 from ._layout import canonical, is_channel_major, restore
+from ._xp import array_module
 
 __all__ = ["bn_stats", "bn_forward", "bn_backward"]
 
@@ -55,54 +59,58 @@ def _bn_stats_loops(x, cm, mean, var):
         mean[c], var[c] = mu, q / m
 
 
-@kernel
-def bn_forward(x, mean, invstd, weight, bias):
-    """y = x * scale + shift with scale = weight * invstd, shift = bias - mean * scale (weight, bias may be None)."""
+def scale_shift(mean, invstd, weight, bias):
+    """Per-channel (scale, shift) with y = x * scale + shift: scale = weight * invstd,
+    shift = bias - mean * scale (weight and bias may be None: 1 and 0)."""
     scale = invstd if weight is None else weight * invstd
-    shift = -mean * scale if bias is None else bias - mean * scale
-    return x * scale[:, None] + shift[:, None]
+    return scale, (-mean * scale if bias is None else bias - mean * scale)
+
+
+@kernel
+def bn_forward(x, mean, invstd, weight, bias, relu=False):
+    """y = x * scale + shift (see scale_shift); relu=True fuses a ReLU after it: y = max(y, 0)."""
+    scale, shift = scale_shift(mean, invstd, weight, bias)
+    y = x * scale[:, None] + shift[:, None]
+    return array_module(y).maximum(y, 0, out=y) if relu else y
 
 
 @bn_forward.register("numba")
-def _bn_forward_numba(x, mean, invstd, weight, bias):
-    """Numba: the reference's scale and shift, then one pass (exactly the reference's arithmetic)."""
-    scale = invstd if weight is None else weight * invstd
-    shift = -mean * scale if bias is None else bias - mean * scale
-    return _affine(x, scale, shift)
-
-
-def _affine(x, scale, shift):
-    """x * scale[c] + shift[c] per channel c, in x's memory layout."""
+def _bn_forward_numba(x, mean, invstd, weight, bias, relu=False):
+    """Numba: one pass, exactly the reference's arithmetic."""
     cm = is_channel_major(x)
     xc = canonical(x, cm)
     y = np.empty_like(xc)
-    _affine_loops(xc, cm, scale, shift, y)
+    _bn_forward_loops(xc, cm, *scale_shift(mean, invstd, weight, bias), relu, y)
     return restore(y, cm)
 
 
 @njit(cache=True, parallel=True)
-def _affine_loops(x, cm, scale, shift, y):
-    """x, y (C, N, L) if cm else (N, C, L), C-contiguous: y[n, c, l] = x[n, c, l] * scale[c] + shift[c].
-    Loops: rows (c, n) in parallel > l (contiguous, vectorized)."""
+def _bn_forward_loops(x, cm, scale, shift, relu, y):
+    """x, y (C, N, L) if cm else (N, C, L), C-contiguous: y[n, c, l] = x[n, c, l] * scale[c] + shift[c],
+    then max(y, 0) if relu (NaN kept, as np.maximum). Loops: rows (c, n) in parallel > l (vectorized)."""
     nc, nb = (x.shape[0], x.shape[1]) if cm else (x.shape[1], x.shape[0])
     for r in prange(nc * nb):
         c, n = r // nb, r % nb
         src, dst = (x[c, n], y[c, n]) if cm else (x[n, c], y[n, c])
         a, b = scale[c], shift[c]
         for l in range(src.size):
-            dst[l] = src[l] * a + b
+            v = src[l] * a + b
+            dst[l] = 0 if relu and v < 0 else v
 
 
 @kernel
-def bn_backward(gy, x, mean, invstd, weight, training):
+def bn_backward(gy, x, mean, invstd, weight, training, bias=None, relu=False):
     """-> (gx, gweight, gbias). In training the batch statistics depend on x, which gives
     gx = weight * invstd * (gy - mean(gy) - xhat * mean(gy * xhat)) (means over N and L); in eval
-    the statistics are constants: gx = weight * invstd * gy."""
+    the statistics are constants: gx = weight * invstd * gy. relu=True: gy is the gradient of the
+    fused relu(bn(x)) of bn_forward(relu=True); the ReLU's mask y > 0 is recomputed from x (with bias)."""
     m = gy.shape[0] * gy.shape[2]
+    scale, shift = scale_shift(mean, invstd, weight, bias)
+    if relu:
+        gy = array_module(gy).where(x * scale[:, None] + shift[:, None] > 0, gy, 0)
     xhat = (x - mean[:, None]) * invstd[:, None]
     gbias = gy.sum(axis=(0, 2))
     gweight = (gy * xhat).sum(axis=(0, 2))
-    scale = invstd if weight is None else weight * invstd
     if training:
         gx = (gy - (gbias / m)[:, None] - xhat * (gweight / m)[:, None]) * scale[:, None]
     else:
@@ -111,43 +119,46 @@ def bn_backward(gy, x, mean, invstd, weight, training):
 
 
 @bn_backward.register("numba")
-def _bn_backward_numba(gy, x, mean, invstd, weight, training):
+def _bn_backward_numba(gy, x, mean, invstd, weight, training, bias=None, relu=False):
     """Numba: per channel one pass for the two sums, one for gx (in gy's memory layout)."""
-    scale = invstd if weight is None else weight * invstd
     cm = is_channel_major(gy)
     g, xc = canonical(gy, cm), canonical(x, cm)
     gx = np.empty_like(g)
     sums = np.empty((2, gy.shape[1]))
-    _bn_backward_loops(g, xc, cm, mean, invstd, scale, training, gx, sums)
+    _bn_backward_loops(g, xc, cm, mean, invstd, *scale_shift(mean, invstd, weight, bias), training, relu, gx, sums)
     gbias, dot = sums
     return restore(gx, cm), (dot * invstd).astype(gy.dtype), gbias.astype(gy.dtype)
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc"})
-def _bn_backward_loops(gy, x, cm, mean, invstd, scale, training, gx, sums):
-    """gy, x, gx (C, N, L) if cm else (N, C, L), C-contiguous; per channel (m = N*L values):
-    sums = (sum(gy), sum(gy * (x - mean))) in float64, then
-    gx = scale * (gy - sum(gy)/m - (x - mean) * invstd^2 * sum(gy * (x - mean))/m) in training,
-    gx = scale * gy in eval. Loops: channels in parallel > pass > n > l (contiguous)."""
+def _bn_backward_loops(gy, x, cm, mean, invstd, scale, shift, training, relu, gx, sums):
+    """gy, x, gx (C, N, L) if cm else (N, C, L), C-contiguous; per channel (m = N*L values), with
+    g = gy, or gy where x * scale + shift > 0 else 0 if relu (the forward's float32 arithmetic):
+    sums = (sum(g), sum(g * (x - mean))) in float64, then in x's dtype, as the reference,
+    gx = scale * (g - sum(g)/m - (x - mean) * invstd^2 * sum(g * (x - mean))/m) in training,
+    gx = scale * g in eval. Loops: channels in parallel > pass > n > l (contiguous, vectorized).
+    The relu test is hoisted out of the summing loop by hand: LLVM keeps that loop scalar otherwise."""
     nc, nb = (x.shape[0], x.shape[1]) if cm else (x.shape[1], x.shape[0])
     m = nb * x.shape[2]
     for c in prange(nc):
-        mu = np.float64(mean[c])
+        mu, a, b = mean[c], scale[c], shift[c]
+        zero = gy.dtype.type(0)
         sg = sgx = 0.0
         for n in range(nb):
             g, v = (gy[c, n], x[c, n]) if cm else (gy[n, c], x[n, c])
-            for l in range(g.size):
-                sg += g[l]
-                sgx += g[l] * (v[l] - mu)
-        sums[0, c], sums[1, c] = sg, sgx
-        k = np.float64(scale[c])
-        k0 = -k * sg / m if training else 0.0
-        k1 = -k * np.float64(invstd[c]) ** 2 * sgx / m if training else 0.0
-        for n in range(nb):
-            g, v, out = (gy[c, n], x[c, n], gx[c, n]) if cm else (gy[n, c], x[n, c], gx[n, c])
-            if training:
+            if relu:
                 for l in range(g.size):
-                    out[l] = k * g[l] + k0 + k1 * (v[l] - mu)
+                    gl = g[l] if v[l] * a + b > 0 else zero
+                    sg += gl
+                    sgx += gl * np.float64(v[l] - mu)
             else:
                 for l in range(g.size):
-                    out[l] = scale[c] * g[l]
+                    sg += g[l]
+                    sgx += g[l] * np.float64(v[l] - mu)
+        sums[0, c], sums[1, c] = sg, sgx
+        k0, k1 = gy.dtype.type(-a * sg / m), gy.dtype.type(-a * invstd[c] ** 2 * sgx / m)
+        for n in range(nb):
+            g, v, out = (gy[c, n], x[c, n], gx[c, n]) if cm else (gy[n, c], x[n, c], gx[n, c])
+            for l in range(g.size):
+                gl = g[l] if not relu or v[l] * a + b > 0 else zero
+                out[l] = a * gl + k0 + k1 * (v[l] - mu) if training else a * gl

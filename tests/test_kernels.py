@@ -199,6 +199,37 @@ def test_batchnorm_equals_reference(shape, layout, dtype, rng):
             assert_layout_kept(got[0], gy)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_fused_relu(layout, dtype, rng):
+    """relu=True is relu(bn(x)) exactly, forward and backward, also for x whose bn(x) is within
+    a few ulps of 0 (the backward recomputes the forward's mask) or NaN."""
+    shape = (3, 4, 40)
+    x, mean, invstd, weight, bias = bn_inputs(shape, layout, dtype, rng)
+    scale = weight * invstd
+    at_zero = (mean - bias / scale)[None, :, None]  # where x * scale + shift is 0
+    x[..., :20] = at_zero + rng.integers(-3, 4, shape[:2] + (20,)) * np.spacing(np.abs(at_zero).astype(dtype))
+    x[0, 0, 25] = np.nan
+    ref = kernels.bn_forward.impls["numpy"]
+    y = ref(x, mean, invstd, weight, bias)
+    np.testing.assert_array_equal(ref(x, mean, invstd, weight, bias, relu=True), np.maximum(y, 0))
+    got, want = both(kernels.bn_forward, x, mean, invstd, weight, bias, True)
+    np.testing.assert_array_equal(got, want)
+    assert_layout_kept(got, x)
+
+    gy = make(shape, layout, dtype, rng)
+    for training in (True, False):
+        unfused = kernels.bn_backward.impls["numpy"](np.where(y > 0, gy, 0), x, mean, invstd, weight, training)
+        want = kernels.bn_backward.impls["numpy"](gy, x, mean, invstd, weight, training, bias, True)
+        got = kernels.bn_backward.impls["numba"](gy, x, mean, invstd, weight, training, bias, True)
+        for a, u, w in zip(got, unfused, want):
+            np.testing.assert_array_equal(w, u)
+            tol = 8 * RTOL[dtype]
+            np.testing.assert_allclose(a, w, rtol=tol, atol=tol * np.nanmax(np.abs(w)))
+        if not training:
+            np.testing.assert_array_equal(got[0], want[0])  # the mask exactly: zeros where y <= 0
+
+
 def test_bn_stats_accumulates_in_float64(rng):
     """float32 input far from zero: Numba's float64 sums keep the variance to float32 rounding."""
     x = (1e4 + rng.standard_normal((8, 4, 500))).astype(np.float32)
