@@ -218,13 +218,13 @@ def tiny_net(kind):
     """A residual net on 1x3x8x8 inputs with a few channels: a stem, two blocks (the second strides
     with a projection shortcut), pooling and a classifier of 3 outputs."""
     if kind == "basic":
-        blocks = [models.BasicBlock(4, 4), models.BasicBlock(4, 6, 2, models.resnet.make_downsample(4, 6, 2))]
-        width = 6
+        stem, width = 3, 4
+        blocks = [models.BasicBlock(3, 3), models.BasicBlock(3, 4, 2, models.resnet.make_downsample(3, 4, 2))]
     else:  # the second bottleneck has two groups of 2 channels in its 3x3
+        stem, width = 4, 8
         blocks = [models.Bottleneck(4, 1),  # identity shortcut: 4 = 1 * expansion
                   models.Bottleneck(4, 2, 2, models.resnet.make_downsample(4, 8, 2), groups=2)]
-        width = 8
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), *blocks,
+    return nn.Sequential(nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(), *blocks,
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 3)).double()
 
 
