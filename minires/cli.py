@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "check": "minires.check",
     "summary": "minires.summary",
+    "train": "minires.train",
 }
 
 
