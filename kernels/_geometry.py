@@ -8,17 +8,17 @@ def conv_out_size(size, k, s, p, d):
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def valid_range(offset, stride, size, count):
     """[lo, hi): the t in [0, count) with t*stride + offset inside [0, size), e.g. the output columns
     whose tap lands inside the image, so that the Numba kernels' inner loops need no bounds test.
-    (Numba's cache does not track edits here from the kernels that inline this and tap_ranges:
-    clear kernels/__pycache__ after changing them.)"""
-    lo = 0 if offset >= 0 else (stride - 1 - offset) // stride
+    Numba inlines this and tap_ranges into the kernels; its disk cache does not notice edits here
+    from the kernels' side: clear kernels/__pycache__ after changing them."""
+    lo = 0 if offset >= 0 else min(count, (stride - 1 - offset) // stride)
     return lo, max(lo, min(count, (size - 1 - offset) // stride + 1))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tap_ranges(count, stride, padding, dilation, size, k):
     """(count, 2): for each of count outputs, the taps [lo, hi) of its k-tap window that lie inside
     [0, size), the window of output o starting at o*stride - padding."""

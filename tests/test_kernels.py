@@ -17,7 +17,7 @@ import minires
 import minires.functional as F
 from minires import kernels
 from minires.kernels import Kernel
-from minires.kernels._geometry import pool_out_size
+from minires.kernels._geometry import pool_out_size, valid_range
 from minires.kernels._layout import is_channel_major
 from minires.kernels.pooling import avgpool_divisor
 
@@ -55,6 +55,17 @@ def rng():
 
 # ---------------------------------------------------------------- im2col / col2im
 
+def test_valid_range_is_exactly_the_taps_inside():
+    """The loops' bounds: lo..hi is every t in [0, count) with t*stride + offset in [0, size), none else."""
+    for offset in range(-9, 6):
+        for stride in (1, 2, 3):
+            for size in (1, 2, 5):
+                for count in (1, 2, 4):
+                    lo, hi = valid_range(offset, stride, size, count)
+                    inside = [t for t in range(count) if 0 <= t * stride + offset < size]
+                    assert 0 <= lo <= hi <= count and list(range(lo, hi)) == inside, (offset, stride, size, count)
+
+
 # (x shape, kernel, stride, padding, dilation)
 CONV_CASES = [
     ((2, 3, 7, 6), (3, 3), (1, 1), (1, 1), (1, 1)),     # the common 3x3 "same" convolution
@@ -64,6 +75,7 @@ CONV_CASES = [
     ((2, 2, 9, 9), (3, 3), (2, 1), (1, 2), (2, 3)),     # dilation
     ((3, 4, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1)),     # 1x1 maps
     ((2, 3, 1, 1), (3, 3), (1, 1), (1, 1), (1, 1)),     # 1x1 map under a padded 3x3 kernel
+    ((1, 2, 1, 1), (5, 5), (1, 1), (2, 2), (1, 1)),     # taps entirely in the padding for every output
     ((2, 4, 7, 7), (1, 1), (2, 2), (0, 0), (1, 1)),     # ResNet's downsampling 1x1 stride 2
     ((2, 3, 11, 10), (7, 7), (2, 2), (3, 3), (1, 1)),   # ResNet's stem
 ]
