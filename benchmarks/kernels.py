@@ -308,7 +308,8 @@ def main(argv=None):
         for net in ("ResNet-18", "ResNet-50"):
             print(f"  {net}: " + ", ".join(f"{impl} {1e3 * step[impl][net]:.0f} ms" for impl in impls))
 
-    print("\nNumba first call per kernel (float32; fresh process each): compile into an empty cache / load from it")
+    print("\nNumba first call per kernel (float32; fresh process each): compile into an empty cache / load from it;\n"
+          "the first kernel called (im2col) also starts Numba's runtime and thread pool")
     for name, (compile_s, load_s) in first_calls().items():
         print(f"  {name:17} {compile_s:6.2f} s / {load_s:5.2f} s")
 
