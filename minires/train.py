@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def add_arguments(p):
     p.add_argument("--model", default="resnet18", help="a minires.models name (default: resnet18)")
     p.add_argument("--data", default="digits", help="digits, cifar10:PATH or folder:PATH (default: digits)")
     p.add_argument("--image-size", type=int, default=None, help="resize images to this size (default: the data's own)")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=sorted(OPTIMIZER_DEFAULTS), default="sgd")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05 sgd, 0.001 adamw)")
@@ -56,7 +57,7 @@ def add_arguments(p):
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("--schedule", choices=["constant", "step", "cosine"], default="cosine",
                    help="lr per batch: constant, step (x0.1 at 50%% and 75%% of training) or cosine to 0")
-    p.add_argument("--warmup-epochs", type=float, default=0, help="linear lr warmup from lr/10 (default: 0)")
+    p.add_argument("--warmup-epochs", type=float, default=1, help="linear lr warmup from lr/10 (default: 1)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--seed", type=int, default=0, help="fixes the initial weights, data order and augmentation")
     p.add_argument("--out", default=None, help="output folder (default: the first free runs/train-N)")
@@ -80,14 +81,9 @@ def run(args):
 
 
 # --- setting up: every check before anything is written ----------------------------------------
-class Setup:
-    """What a run needs: model, data loaders, optimizer, schedule, output folder and its history."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-
 def prepare(args):
+    """What a run needs (model, data loaders, optimizer, schedule, output folder, history), or a
+    UsageError."""
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.epochs < 1:
@@ -101,6 +97,8 @@ def prepare(args):
             cupy_or_error("--device cuda")
         except RuntimeError as e:
             raise UsageError(e) from None
+    out, checkpoint = _output_folder(args)
+    state = _read_checkpoint(checkpoint, args) if checkpoint else None
     try:
         import matplotlib  # noqa: F401  (checked now, used after the first epoch)
         import tqdm  # noqa: F401
@@ -110,9 +108,6 @@ def prepare(args):
         raise UsageError(f"{e.name} is needed for training: pip install 'minires[train]'") from None
     except (ValueError, OSError) as e:
         raise UsageError(e) from None
-
-    out, checkpoint = _output_folder(args)
-    state = _read_checkpoint(checkpoint, args) if checkpoint else None
 
     manual_seed(args.seed)
     size = source.train.images.shape[-1]
@@ -137,10 +132,15 @@ def prepare(args):
             raise UsageError(f"{checkpoint} does not fit this {args.model} on {args.data}: {e}") from None
         epoch, history = state["epoch"], state["history"]
         if args.resume and epoch >= args.epochs:
-            raise UsageError(f"{checkpoint} has already trained {epoch} epochs: pass --epochs above {epoch} to continue")
+            raise UsageError(f"{checkpoint} has already trained {epoch} epochs: "
+                             f"pass --epochs above {epoch} to continue")
     # made after the optimizer's state is loaded: the schedule scales the checkpoint's initial lrs
     scheduler = _scheduler(optimizer, args, len(train_loader), step)
-    return Setup(model=model, source=source, train_loader=train_loader, test_loader=test_loader,
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot make the output folder {out}: {e.strerror}") from None
+    return SimpleNamespace(model=model, source=source, train_loader=train_loader, test_loader=test_loader,
                  optimizer=optimizer, scheduler=scheduler, out=out, checkpoint=checkpoint, epoch=epoch,
                  history=history, best_acc=max(history["test_acc"], default=-1.0))
 
@@ -223,7 +223,6 @@ def _scheduler(optimizer, args, batches_per_epoch, step):
 
 # --- training --------------------------------------------------------------------------------------
 def fit(s, args, start):
-    os.makedirs(s.out, exist_ok=True)
     for epoch in range(s.epoch, args.epochs):
         t0 = time.perf_counter()
         train_loss, train_acc, seconds = train_epoch(s, args, epoch)
@@ -257,8 +256,9 @@ def train_epoch(s, args, epoch):
 
     s.model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    # the rate tqdm shows is images/s; off a terminal (a log file) it redraws rarely
     with tqdm(total=len(s.source.train), desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", leave=False,
-              file=sys.stderr) as bar:
+              file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 10) as bar:
         for x, y in s.train_loader:
             x, y = _to(x, args.device), _to(y, args.device)
             logits = s.model(x)

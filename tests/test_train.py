@@ -76,7 +76,7 @@ def test_outputs(straight):
 
 def test_adamw_cosine(data, tmp_path, capsys):
     status, out, _ = _train(capsys, "--batch-size", "16", "--data", data, "--epochs", "1", "--out", tmp_path,
-                            "--optimizer", "adamw", "--schedule", "cosine")
+                            "--optimizer", "adamw", "--schedule", "cosine", "--warmup-epochs", "0")
     state = minires.load(tmp_path / "last.npz")["optimizer"]
     assert status == 0 and out.splitlines()[-1].startswith("test accuracy ")
     assert state["param_groups"][0]["betas"] == [0.9, 0.999] and state["param_groups"][0]["weight_decay"] == 0.05
@@ -115,8 +115,8 @@ def _assert_same_run(a_dir, b_dir):
         np.testing.assert_array_equal(state["momentum_buffer"], b["optimizer"]["state"][i]["momentum_buffer"])
     assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
     assert a["scheduler"] == b["scheduler"] and a["loader"] == b["loader"]
-    metrics = lambda folder: [row.split(",")[:5] for row in (folder / "metrics.csv").read_text().splitlines()]  # noqa: E731
-    assert metrics(a_dir) == metrics(b_dir)
+    metrics = [[row.split(",")[:5] for row in (d / "metrics.csv").read_text().splitlines()] for d in (a_dir, b_dir)]
+    assert metrics[0] == metrics[1]
 
 
 def test_resume_after_an_interruption_is_exact(data, straight, tmp_path, capsys, monkeypatch):
@@ -172,30 +172,31 @@ def _corrupt(run):
     (run / "last.npz").write_bytes(data[: len(data) // 2])
 
 
+# case: (arguments, the error expected, whether --out holds a finished 2-epoch run or is new)
 BAD = {
-    "unknown model": (["--model", "resnet7"], r"unknown model 'resnet7': expected one of resnet18, resnet34"),
-    "unknown dataset": (["--data", "imagenet"], r"unknown dataset 'imagenet'"),
-    "missing folder": (["--data", "folder:/no/such/folder"], r"folder: /no/such/folder is not a folder"),
-    "malformed folder": (["--data", "MALFORMED"], r"cannot read .*0.png as an image"),
-    "batch size 0": (["--batch-size", "0"], r"--batch-size must be at least 1, got 0"),
+    "unknown model": (["--model", "resnet7"], r"unknown model 'resnet7': expected one of resnet18, resnet34", False),
+    "unknown dataset": (["--data", "imagenet"], r"unknown dataset 'imagenet'", False),
+    "missing folder": (["--data", "folder:/no/such/folder"], r"folder: /no/such/folder is not a folder", False),
+    "malformed folder": (["--data", "MALFORMED"], r"cannot read .*0.png as an image", False),
+    "batch size 0": (["--batch-size", "0"], r"--batch-size must be at least 1, got 0", False),
     "another model": (["--model", "resnet34", "--resume", "--epochs", "3"],
-                      r"last.npz is a checkpoint of resnet18, not of --model resnet34"),
-    "corrupt checkpoint": (["--resume", "--epochs", "3"], r"cannot read the checkpoint .*last.npz"),
-    "existing run": ([], r"already holds a run \(last.npz\): pass --resume"),
-    "nothing to resume": (["--resume", "--epochs", "2"], r"has already trained 2 epochs"),
-    "warmup too long": (["--warmup-epochs", "5"], r"--warmup-epochs must be in \[0, --epochs=2\)"),
+                      r"last.npz is a checkpoint of resnet18, not of --model resnet34", True),
+    "corrupt checkpoint": (["--resume", "--epochs", "3"], r"cannot read the checkpoint .*last.npz", True),
+    "existing run": ([], r"already holds a run \(last.npz\): pass --resume", True),
+    "nothing to resume": (["--resume", "--epochs", "2"], r"has already trained 2 epochs", True),
+    "warmup too long": (["--warmup-epochs", "5"], r"--warmup-epochs must be in \[0, --epochs=2\)", False),
 }
 
 
 @pytest.mark.parametrize("case", BAD)
 def test_bad_input(case, data, straight, tmp_path, capsys):
-    args, message = BAD[case]
+    args, message, existing = BAD[case]
     if "MALFORMED" in args:
         bad = tmp_path / "bad"
         (bad / "cls").mkdir(parents=True)
         (bad / "cls" / "0.png").write_bytes(b"\x89PNG but truncated")
         args = [a.replace("MALFORMED", f"folder:{bad}") for a in args]
-    run = _copy_run(straight[0], tmp_path)
+    run = _copy_run(straight[0], tmp_path) if existing else tmp_path / "new"
     if case == "corrupt checkpoint":
         _corrupt(run)
     before = _snapshot(run)
@@ -203,7 +204,7 @@ def test_bad_input(case, data, straight, tmp_path, capsys):
     assert status == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("minires train: error: ")
     assert re.search(message, err), err
-    assert _snapshot(run) == before
+    assert _snapshot(run) == before  # for a new --out: still None, no folder made
 
 
 def test_resume_without_checkpoint_writes_nothing(data, tmp_path, capsys):
@@ -220,7 +221,8 @@ def test_cuda_without_a_gpu(data, tmp_path, capsys):
     except Exception:
         pass
     status, _, err = _train(capsys, *TINY, "--data", data, "--out", tmp_path / "gpu", "--device", "cuda")
-    assert status == 2 and re.match(r"minires train: error: --device cuda: CuPy (is not installed|found no CUDA GPU)", err)
+    assert status == 2
+    assert re.match(r"minires train: error: --device cuda: CuPy (is not installed|found no CUDA GPU)", err)
     assert not (tmp_path / "gpu").exists()
 
 
