@@ -30,7 +30,7 @@ from .serialization import load, save
 from .tensor import Tensor, no_grad
 
 METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds"]
-OPTIMIZER_DEFAULTS = {"sgd": dict(lr=0.05, weight_decay=5e-4), "adamw": dict(lr=1e-3, weight_decay=0.05)}
+OPTIMIZER_DEFAULTS = {"sgd": dict(lr=0.02, weight_decay=5e-4), "adamw": dict(lr=1e-3, weight_decay=0.05)}
 SMALL_INPUT_MAX = 64  # images up to this size get the small-input stem (no stride-2 conv, no max-pool)
 
 
@@ -51,7 +51,7 @@ def add_arguments(p):
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=sorted(OPTIMIZER_DEFAULTS), default="sgd")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.05 sgd, 0.001 adamw)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.02 sgd, 0.001 adamw)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     p.add_argument("--weight-decay", type=float, default=None, help="default: 5e-4 sgd, 0.05 adamw")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
