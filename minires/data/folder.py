@@ -31,7 +31,8 @@ def read_tree(path, size, classes=None):
     for label, name in enumerate(found):
         files = sorted(f for f in os.listdir(os.path.join(path, name)) if f.lower().endswith(EXTENSIONS))
         if not files:
-            raise ValueError(f"folder: class folder {os.path.join(path, name)} holds no images ({', '.join(EXTENSIONS)})")
+            raise ValueError(f"folder: class folder {os.path.join(path, name)} holds no images "
+                             f"({', '.join(EXTENSIONS)})")
         for f in files:
             file = os.path.join(path, name, f)
             try:
