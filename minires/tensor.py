@@ -163,9 +163,11 @@ def run_backward(roots, grads, retain_graph=False):
             if gi is None or t is None or not t.requires_grad:
                 continue
             gi = array_module(gi).asarray(gi)
-            if gi.shape != t.shape or gi.dtype != t.dtype:
+            if gi.shape != t.shape:
                 raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {gi.shape} "
-                                   f"and dtype {gi.dtype} for an input of shape {t.shape} and dtype {t.dtype}")
+                                   f"for an input of shape {t.shape}")
+            if gi.dtype != t.dtype:  # an op that promoted mixed dtypes: each input gets its own dtype back, as torch
+                gi = gi.astype(t.dtype)
             key, store = (t._node, pending) if t._node is not None else (t, leaves)
             store[key] = gi if key not in store else store[key] + gi
         if not retain_graph:

@@ -4,7 +4,7 @@ from ..tensor import Tensor
 
 def pair(op, name, value, minimum):
     """An int or a pair of ints -> a pair, each at least ``minimum``."""
-    v = (value, value) if isinstance(value, int) else tuple(value)
+    v = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(v) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if min(v) < minimum:

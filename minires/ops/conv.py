@@ -9,10 +9,15 @@ A 1x1, stride-1, unpadded convolution needs no im2col: channel-major x already i
 Backward:  gweight[g] = gy[g] @ col[g]^T,  gcol[g] = weight[g]^T @ gy[g],  gx = col2im(gcol).
 The input, not its kh*kw times larger col, is saved for backward, which redoes im2col.
 """
+import logging
+
 from .. import kernels
 from ..backend import array_module
 from ..function import Function
 from .checks import pair, positive_output, same_dtype, tensor_arg
+
+
+log = logging.getLogger(__name__)  # debug: which scheme each convolution shape runs
 
 
 def _is_pointwise(ksize, stride, padding, dilation):
@@ -38,6 +43,10 @@ class Conv2d(Function):
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, ohw):
         xp = array_module(x)
         geometry = weight.shape[2:], stride, padding, dilation
+        if log.isEnabledFor(logging.DEBUG):
+            scheme = "1x1: plain GEMM on x" if _is_pointwise(*geometry) else f"im2col ({kernels.get_kernels()}) + GEMM"
+            log.debug("conv2d x%s w%s stride %s padding %s dilation %s groups %d: %s",
+                      x.shape, weight.shape, stride, padding, dilation, groups, scheme)
         col = _columns(x, geometry)
         y = xp.matmul(weight.reshape(groups, weight.shape[0] // groups, -1), col.reshape(groups, -1, col.shape[1]))
         y = y.reshape(weight.shape[0], x.shape[0], *ohw)

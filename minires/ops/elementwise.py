@@ -1,4 +1,6 @@
 """Elementwise ops with NumPy broadcasting; Python scalars may stand on either side of a binary op."""
+import numpy as np
+
 from ..backend import array_module
 from ..function import Function
 from .utils import shape_of, unbroadcast
@@ -69,7 +71,8 @@ class Pow(Function):
     def backward(ctx, g):
         a, b, out = ctx.saved_tensors
         ga = unbroadcast(g * b * a ** (b - 1), shape_of(a)) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(g * out * array_module(out).log(a), shape_of(b)) if ctx.needs_input_grad[1] else None
+        # log in out's dtype: np.log of a Python-float base would be float64 and promote the gradient
+        gb = unbroadcast(g * out * array_module(out).log(a, dtype=out.dtype), shape_of(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -117,7 +120,9 @@ class ReLU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return array_module(g).where(ctx.saved_tensors[0] > 0, g, 0)
+        # A multiply by the mask is ~5x faster in NumPy than where(); the two differ only where an
+        # incoming gradient is inf or NaN and the unit is off (inf * 0 = NaN; PyTorch gives 0).
+        return g * (ctx.saved_tensors[0] > 0)
 
 
 class Cast(Function):
@@ -131,5 +136,26 @@ class Cast(Function):
         return g.astype(ctx.dtype, copy=False), None
 
 
-add, sub, mul, div, pow = Add.apply, Sub.apply, Mul.apply, Div.apply, Pow.apply
+def _weak(x):
+    """A NumPy scalar acts as a Python scalar, as in PyTorch: np.float64(2) * a float32 tensor stays float32."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _binary(op):
+    """op's public function: NumPy scalars made weak, and shapes that do not broadcast named."""
+    name = op.__name__.lower()
+
+    def apply(a, b):
+        a, b = _weak(a), _weak(b)
+        sa, sb = shape_of(a), shape_of(b)
+        if sa is not None and sb is not None:
+            try:
+                np.broadcast_shapes(sa, sb)
+            except ValueError:
+                raise ValueError(f"{name}: shapes {sa} and {sb} do not broadcast") from None
+        return op.apply(a, b)
+    return apply
+
+
+add, sub, mul, div, pow = (_binary(op) for op in (Add, Sub, Mul, Div, Pow))
 neg, exp, log, relu, cast = Neg.apply, Exp.apply, Log.apply, ReLU.apply, Cast.apply

@@ -1,5 +1,7 @@
 """Matrix products: a @ b with NumPy's matmul semantics (1-D operands, batch broadcasting), and
 linear(x, W, b) = x W^T + b as one node."""
+import numpy as np
+
 from ..function import Function
 from .checks import same_dtype, tensor_arg
 from .utils import unbroadcast
@@ -51,6 +53,10 @@ def matmul(a, b):
     sa, sb = getattr(a, "shape", ()), getattr(b, "shape", ())
     if len(sa) == 0 or len(sb) == 0 or sa[-1] != sb[-2 if len(sb) > 1 else 0]:
         raise ValueError(f"matmul: shapes {sa} and {sb} do not align")
+    try:
+        np.broadcast_shapes(sa[:-2], sb[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: the batch dimensions of shapes {sa} and {sb} do not broadcast") from None
     return MatMul.apply(a, b)
 
 
