@@ -149,13 +149,12 @@ def assert_within(errors, tolerances, names):
 @pytest.mark.parametrize("case", CASES)
 def test_matches_torch(case, dtype):
     ours, ref = minires_results(case, dtype), torch_results(case, dtype, "float64")
-    tol = reference.tolerances(torch_results(case, dtype, dtype), ref, dtype)
-    err = reference.errors(ours, ref)
+    tol, err = reference.TOL[dtype], reference.errors(ours, ref)
     for key in reference.OUTPUTS:
-        assert_within(err[key], tol[key], [key])
+        assert_within(err[key], tol, [key])
     for group in ("grads", "buffers"):
         assert list(ours[group]) == list(ref[group])
-        assert_within(err[group], tol[group], list(reference.floats(ref[group])))
+        assert_within(err[group], tol, list(reference.floats(ref[group])))
         assert all(np.array_equal(ours[group][k], v) for k, v in ref[group].items() if v.dtype.kind != "f")
 
 
@@ -163,22 +162,20 @@ def test_matches_torch(case, dtype):
 @pytest.mark.parametrize("case", CASES)
 def test_matches_golden_file(case, dtype):
     file = minires.load(os.path.join(os.path.dirname(__file__), "reference", f"models_{case}.npz"))
-    seed, ours, ref = CASES[case][3], minires_results(case, dtype), file[dtype]
+    seed, ours, ref, tol = CASES[case][3], minires_results(case, dtype), file[dtype], reference.TOL[dtype]
     assert file["seed"] == seed
-    tol = ref["tolerance"] if dtype == "float32" else {  # float64: the same bound everywhere
-        k: np.full(np.shape(v), reference.TOL[dtype]) for k, v in file["float32"]["tolerance"].items()}
     for key in reference.OUTPUTS:
-        assert_within(reference.distance(ours[key], ref[key]) / np.linalg.norm(ref[key]), tol[key], [key])
+        assert_within(reference.distance(ours[key], ref[key]) / np.linalg.norm(ref[key]), tol, [key])
     for group in ("grads", "buffers"):
         values, golden = reference.floats(ours[group]), ref[group]
         names = list(values)
         # |projection on a unit vector| <= norm, so a tensor within tolerance passes this check.
         projection_errors = np.abs(reference.projections(values, seed) - golden["projection"]) / golden["scale"]
-        assert_within(projection_errors, tol[group], names)
+        assert_within(projection_errors, tol, names)
         assert golden["full"]
         for k, v in golden["full"].items():
             i = names.index(k)
-            assert_within(reference.distance(values[k], v) / golden["scale"][i], tol[group][i], [k])
+            assert_within(reference.distance(values[k], v) / golden["scale"][i], tol, [k])
         assert [int(v) for k, v in ours[group].items() if k not in values] == golden["int"]
 
 
