@@ -98,6 +98,30 @@ def test_im2col_col2im_equal_reference(case, layout, dtype, rng):
     np.testing.assert_array_equal(gx, ref)  # the same additions in the same order
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_im2col_writes_into_out_and_checks_it(backend, rng):
+    x = make((2, 3, 7, 6), "channel_major", np.float32, rng)
+    geometry = (3, 3), (1, 1), (1, 1), (1, 1)
+    im2col = kernels.im2col.impls[backend]
+    out = np.full((27, 84), np.nan, np.float32)
+    assert im2col(x, *geometry, out=out) is not None
+    np.testing.assert_array_equal(out, im2col(x, *geometry))
+    for bad in (np.empty((27, 85), np.float32), np.empty((27, 84)), np.empty((84, 27), np.float32).T):
+        with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float32 array of shape \(27, 84\)"):
+            im2col(x, *geometry, out=bad)
+
+
+def test_scratch_reuses_one_buffer_per_thread():
+    kernels.release_scratch()
+    a = kernels.scratch(np.empty(0), (4, 100), np.float32)
+    b = kernels.scratch(np.empty(0), (10, 10), np.float64)  # smaller: the same memory
+    assert b.flags.c_contiguous and b.shape == (10, 10) and b.dtype == np.float64
+    assert np.shares_memory(a, b)
+    c = kernels.scratch(np.empty(0), (1000,), np.float32)  # larger: a new buffer
+    assert c.shape == (1000,) and not np.shares_memory(a, c)
+    kernels.release_scratch()
+
+
 # ---------------------------------------------------------------- pooling
 
 # (x shape, kernel, stride, padding, dilation, ceil_mode)

@@ -7,7 +7,9 @@ y comes out channel-major, (Cout, N*Ho*Wo) in memory, and is returned as an (N, 
 it: no transpose copy, and the next layer (batch norm, ReLU, the next conv) works on it as it is.
 A 1x1, stride-1, unpadded convolution needs no im2col: channel-major x already is its col.
 Backward:  gweight[g] = gy[g] @ col[g]^T,  gcol[g] = weight[g]^T @ gy[g],  gx = col2im(gcol).
-The input, not its kh*kw times larger col, is saved for backward, which redoes im2col.
+The input, not its kh*kw times larger col, is saved for backward, which redoes im2col. col and gcol
+live only until their GEMM or col2im has read them, so they are written into reused scratch memory
+(kernels.scratch): no page faults of a fresh allocation on every call.
 """
 import logging
 
@@ -34,8 +36,12 @@ def from_channel_major(a, n):
     return a.reshape(a.shape[0], n, -1).transpose(1, 0, 2)
 
 
-def _columns(x, geometry):
-    return channel_major(x) if _is_pointwise(*geometry) else kernels.im2col(x, *geometry)
+def _columns(x, geometry, ohw):
+    """x's col (C*kh*kw, N*Ho*Wo): x itself for a 1x1 stride-1 convolution, else im2col in scratch memory."""
+    if _is_pointwise(*geometry):
+        return channel_major(x)
+    rows, cols = x.shape[1] * geometry[0][0] * geometry[0][1], x.shape[0] * ohw[0] * ohw[1]
+    return kernels.im2col(x, *geometry, out=kernels.scratch(x, (rows, cols), x.dtype))
 
 
 class Conv2d(Function):
@@ -47,7 +53,7 @@ class Conv2d(Function):
             scheme = "1x1: plain GEMM on x" if _is_pointwise(*geometry) else f"im2col ({kernels.get_kernels()}) + GEMM"
             log.debug("conv2d x%s w%s stride %s padding %s dilation %s groups %d: %s",
                       x.shape, weight.shape, stride, padding, dilation, groups, scheme)
-        col = _columns(x, geometry)
+        col = _columns(x, geometry, ohw)
         y = xp.matmul(weight.reshape(groups, weight.shape[0] // groups, -1), col.reshape(groups, -1, col.shape[1]))
         y = y.reshape(weight.shape[0], x.shape[0], *ohw)
         if bias is not None:
@@ -64,13 +70,14 @@ class Conv2d(Function):
         gy = channel_major(g).reshape(groups, cout // groups, -1)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gcol = xp.matmul(weight.reshape(groups, cout // groups, -1).swapaxes(1, 2), gy).reshape(-1, gy.shape[2])
-            if _is_pointwise(*ctx.geometry):
-                gx = from_channel_major(gcol, x.shape[0]).reshape(x.shape)
+            wt = weight.reshape(groups, cout // groups, -1).swapaxes(1, 2)
+            if _is_pointwise(*ctx.geometry):  # gcol is gx itself
+                gx = from_channel_major(xp.matmul(wt, gy).reshape(-1, gy.shape[2]), x.shape[0]).reshape(x.shape)
             else:
-                gx = kernels.col2im(gcol, x.shape, *ctx.geometry)
+                gcol = xp.matmul(wt, gy, out=kernels.scratch(g, (groups, wt.shape[1], gy.shape[2]), g.dtype))
+                gx = kernels.col2im(gcol.reshape(-1, gy.shape[2]), x.shape, *ctx.geometry)
         if ctx.needs_input_grad[1]:
-            col = _columns(x, ctx.geometry)
+            col = _columns(x, ctx.geometry, g.shape[2:])
             gw = xp.matmul(gy, col.reshape(groups, -1, col.shape[1]).swapaxes(1, 2)).reshape(weight.shape)
         if ctx.needs_input_grad[2]:
             gb = gy.sum(axis=2).reshape(cout)
