@@ -1,0 +1,255 @@
+"""ResNet training-step and inference throughput: minires against PyTorch, side by side.
+
+    python benchmarks/models.py                       # the issue's CPU configurations
+    python benchmarks/models.py --config resnet50:8:224 --runs 7 --threads 2
+    python benchmarks/models.py --memory              # also peak RSS of a training step, each in a child
+    python benchmarks/models.py --breakdown           # also where minires's training step spends its time
+
+Both frameworks get the same weights, batch, input size and thread count; their runs alternate
+(minires, torch, minires, ...) so that machine noise hits both alike, and the median of --runs timed
+runs after one warm-up is reported. A training step is forward, cross-entropy, backward and an SGD
+step (momentum 0.9); inference is an eval-mode forward without a graph. The ratio printed last is
+minires's throughput over PyTorch's (above 1: minires is faster). Without torch, minires runs alone.
+"""
+import argparse
+import collections
+import contextlib
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The issue's targets: torchvision's ResNet-18 at 32x32 is the 224-pixel architecture on small images
+# (its stem leaves 8x8 maps); ":small" adds the CIFAR stem (3x3, stride 1, no max-pool).
+DEFAULT_CONFIGS = ["resnet50:8:224", "resnet18:16:224", "resnet18:64:32", "resnet18:64:32:small"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", action="append", help="MODEL:BATCH:SIZE[:small] (repeatable); :small uses the small-input stem")
+    p.add_argument("--runs", type=int, default=5, help="timed runs per framework and mode (median reported)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for BLAS, Numba and PyTorch")
+    p.add_argument("--modes", default="train,infer", help="comma-separated: train, infer")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--memory", action="store_true", help="also measure peak RSS of one training step per framework")
+    p.add_argument("--breakdown", action="store_true", help="also time minires's training step per op and kernel")
+    p.add_argument("--no-torch", action="store_true", help="minires alone")
+    p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DTYPE"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def set_threads(n):
+    """Before NumPy/Numba/torch load: one thread count for every library."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def parse_config(text):
+    """MODEL:BATCH:SIZE[:small] -> (model, batch, size, small_input)."""
+    name, batch, size, *small = text.split(":")
+    if small not in ([], ["small"]):
+        raise ValueError(f"--config {text!r}: expected MODEL:BATCH:SIZE or MODEL:BATCH:SIZE:small")
+    return name, int(batch), int(size), bool(small)
+
+
+def load_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def torch_model(torch, name, small_input):
+    """A torchvision-architecture model: torchvision's when installed, else the test suite's copy."""
+    try:
+        import torchvision.models as tvm
+        if not small_input:
+            return getattr(tvm, name)()
+    except ImportError:
+        pass
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    import torch_resnet
+    return torch_resnet.torch_resnet(name, small_input=small_input)
+
+
+class Runner:
+    """One framework's model, input and step functions for one configuration."""
+
+    def __init__(self, framework, config, dtype, torch=None, state=None):
+        import numpy as np
+        import minires
+        self.framework, (name, batch, size, small) = framework, config
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((batch, 3, size, size)).astype(dtype)
+        self.y = rng.integers(0, 1000, batch)
+        minires.manual_seed(0)
+        model = getattr(minires.models, name)(small_input=small).to(dtype)
+        self.state = {k: v.numpy() for k, v in model.state_dict().items()} if state is None else state
+        if framework == "minires":
+            self.model, self.F, self.mr = model, minires.functional, minires
+            self.opt = minires.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        else:
+            self.torch = torch
+            self.model = torch_model(torch, name, small).to(getattr(torch, dtype))
+            self.model.load_state_dict({k: torch.from_numpy(v) for k, v in self.state.items()})
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+            self.x, self.y = torch.from_numpy(self.x), torch.from_numpy(self.y)
+
+    def train_step(self):
+        self.model.train()
+        if self.framework == "minires":
+            loss = self.F.cross_entropy(self.model(self.mr.Tensor(self.x)), self.y)
+        else:
+            loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def infer_step(self):
+        self.model.eval()
+        if self.framework == "minires":
+            with self.mr.no_grad():
+                self.model(self.mr.Tensor(self.x))
+        else:
+            with self.torch.no_grad():
+                self.model(self.x)
+
+
+@contextlib.contextmanager
+def op_timers(totals):
+    """Within: every op's forward and backward (inclusive of the kernels it calls) and every kernel
+    call add their seconds to totals["op Name.forward"] / ["kernel name"]."""
+    from minires import kernels
+    from minires.function import Function
+
+    def timer(fn, label):
+        def timed_fn(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[label] += time.perf_counter() - start
+        return timed_fn
+
+    undo = []
+    classes = [Function]
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        for attr in ("forward", "backward"):
+            if attr in cls.__dict__ and cls is not Function:
+                undo.append((cls, attr, cls.__dict__[attr]))
+                setattr(cls, attr, staticmethod(timer(getattr(cls, attr), f"op {cls.__name__}.{attr}")))
+    for name in kernels.__all__:
+        if isinstance(getattr(kernels, name), kernels.Kernel):
+            undo.append((kernels, name, getattr(kernels, name)))
+            setattr(kernels, name, timer(getattr(kernels, name), f"kernel {name}"))
+    try:
+        yield
+    finally:
+        for owner, attr, value in undo:
+            setattr(owner, attr, value)
+
+
+def breakdown(runner, steps):
+    """Print the median step time and, per op and kernel, the seconds per step and share of it."""
+    totals, times = collections.defaultdict(float), []
+    with op_timers(totals):
+        for _ in range(steps):
+            times.append(timed(runner.train_step))
+    step = statistics.median(times)
+    ops = sum(v for k, v in totals.items() if k.startswith("op ")) / steps
+    print(f"  step {step:.3f} s; in ops (forward + backward, inclusive) {ops:.3f} s, outside them "
+          f"(graph, optimizer, batch-norm statistics) {step - ops:.3f} s; a kernel's time is part of its op's")
+    conv = totals["op Conv2d.forward"] + totals["op Conv2d.backward"]
+    totals["= Conv2d's GEMMs (minus im2col, col2im)"] = conv - totals["kernel im2col"] - totals["kernel col2im"]
+    for label, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<40} {seconds / steps:7.3f} s  {100 * seconds / steps / step:5.1f}%")
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def child(framework, config, dtype):
+    """Peak RSS of one training step in a fresh process: printed as 'baseline_mb peak_mb'."""
+    torch = load_torch() if framework == "torch" else None
+    r = Runner(framework, parse_config(config), dtype, torch)
+    baseline = rss_mb()
+    r.train_step()
+    r.train_step()
+    print(f"{baseline:.1f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def peak_memory(framework, config, dtype, threads):
+    out = subprocess.run([sys.executable, __file__, "--child", framework, config, dtype, "--threads", str(threads)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[-2]), float(out[-1])
+
+
+def main():
+    args = parse_args()
+    set_threads(args.threads)
+    if args.child:
+        return child(*args.child)
+    import numpy as np
+    import numba
+    import minires
+    torch = None if args.no_torch else load_torch()
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    print(f"minires {minires.__version__} (kernels: {minires.get_kernels()}), numpy {np.__version__}, "
+          f"numba {numba.__version__}" + (f", torch {torch.__version__}" if torch else ", torch not installed")
+          + f"; {args.threads} threads; {args.dtype}; median of {args.runs} runs")
+    results = []
+    for text in args.config or DEFAULT_CONFIGS:
+        config = parse_config(text)
+        mine = Runner("minires", config, args.dtype)
+        theirs = Runner("torch", config, args.dtype, torch, mine.state) if torch else None
+        for mode in args.modes.split(","):
+            step = "train_step" if mode == "train" else "infer_step"
+            first = timed(getattr(mine, step))  # includes Numba's compile or cache load on a first call
+            if theirs:
+                timed(getattr(theirs, step))
+            times = {"minires": [], "torch": []}
+            for _ in range(args.runs):
+                times["minires"].append(timed(getattr(mine, step)))
+                if theirs:
+                    times["torch"].append(timed(getattr(theirs, step)))
+            batch = config[1]
+            ips = {k: batch / statistics.median(v) for k, v in times.items() if v}
+            line = f"{text:<22} {mode:<5}  minires {ips['minires']:8.1f} img/s (first call {first:.2f} s)"
+            if theirs:
+                line += f"   torch {ips['torch']:8.1f} img/s   ratio {ips['minires'] / ips['torch']:.2f}x"
+            print(line, flush=True)
+            results.append((text, mode, ips))
+    if args.memory:
+        print("\npeak RSS of a training step (fresh process each; MB): baseline after setup -> peak")
+        for text in args.config or DEFAULT_CONFIGS[:1]:
+            m = peak_memory("minires", text, args.dtype, args.threads)
+            line = f"{text:<22} minires {m[0]:7.0f} -> {m[1]:7.0f} (step +{m[1] - m[0]:.0f})"
+            if torch:
+                t = peak_memory("torch", text, args.dtype, args.threads)
+                line += f"   torch {t[0]:7.0f} -> {t[1]:7.0f} (step +{t[1] - t[0]:.0f})   peak ratio {m[1] / t[1]:.2f}x"
+            print(line)
+    if args.breakdown:
+        for text in args.config or DEFAULT_CONFIGS:
+            print(f"\nwhere minires's training step spends its time: {text} (median of {args.runs} steps)")
+            breakdown(Runner("minires", parse_config(text), args.dtype), args.runs)
+    if torch:
+        print("\nthroughput ratio minires / torch: " + ", ".join(f"{c} {m} {r['minires'] / r['torch']:.2f}x" for c, m, r in results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
