@@ -4,8 +4,9 @@
     python benchmarks/kernels.py --quick         # one shape per kernel (under a minute)
     python benchmarks/kernels.py --batch 16 --size 112 --runs 9
 
-Every kernel (im2col, col2im, max/avg pooling forward and backward, batch-norm statistics,
-normalization and backward, alone and with the fused ReLU) runs in each implementation: the NumPy reference, Numba, and on a
+Every kernel (im2col, into preallocated memory as conv2d calls it; col2im; max/avg pooling forward
+and backward; batch-norm statistics, normalization and backward, alone and with the fused ReLU)
+runs in each implementation: the NumPy reference, Numba, and on a
 machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
 registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
 GB/s (the bytes a kernel must read and write at least, once each) and the arithmetic as GFLOP/s,
@@ -140,8 +141,9 @@ def make_call(name, shape, geo, rng):
         g = ((k, k), (s, s), (p, p), (1, 1))
         ho, wo = (kernels.conv_out_size(d, k, s, p, 1) for d in (h, w))
         col_bytes = 4 * c * k * k * n * ho * wo
-        if name == "im2col":
-            return (x,) + g, x.nbytes + col_bytes, 0
+        if name == "im2col":  # into preallocated memory, as conv2d calls it (its scratch buffer)
+            out = np.empty((c * k * k, n * ho * wo), np.float32)
+            return (x,) + g + (out,), x.nbytes + col_bytes, 0
         col = rng.standard_normal((c * k * k, n * ho * wo), dtype=np.float32)
         return (col, shape) + g, col_bytes + x.nbytes, col.size
     if "pool" in name:
