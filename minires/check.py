@@ -39,6 +39,8 @@ def cases():
     yield "batch_norm", "training", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), \
         (_t(r, 3, 3, 4, 5), _t(r, 3), _t(r, 3)), {}
     yield "batch_norm", "eval", lambda x, w, b: F.batch_norm(x, rm, rv, w, b), (_t(r, 2, 3, 3, 3), _t(r, 3), _t(r, 3)), {}
+    yield "batch_norm", "training, relu=True (fused)", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, relu=True), \
+        (_t(r, 3, 3, 4, 5), _t(r, 3), _t(r, 3)), {}
     yield "max_pool2d", "3x3 s2 p1 (overlap)", F.max_pool2d, (_distinct(r, 2, 2, 7, 7),), {"kernel_size": 3, "stride": 2, "padding": 1}
     yield "max_pool2d", "2x2 s2 (no overlap)", F.max_pool2d, (_distinct(r, 1, 3, 6, 6),), {"kernel_size": 2}
     yield "max_pool2d", "2x3 dil 2 ceil", F.max_pool2d, (_distinct(r, 2, 2, 7, 8),), {"kernel_size": (2, 3), "stride": 2, "dilation": 2, "ceil_mode": True}
@@ -54,6 +56,8 @@ def cases():
     yield "cross_entropy", "sum, ignore_index, smoothing", F.cross_entropy, (_t(r, 5, 4), np.array([0, -100, 1, 3, 2])), {"reduction": "sum", "label_smoothing": 0.1}
     yield "cross_entropy", "none, (N, C, d)", F.cross_entropy, (_t(r, 2, 4, 3), np.array([[0, 3, 1], [2, 2, 1]])), {"reduction": "none"}
     yield "residual add", "relu(bn(conv(x))) + x", lambda x, w: F.relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None, training=True)) + x, \
+        (_t(r, 2, 3, 4, 4), _t(r, 3, 3, 3, 3)), {}
+    yield "add_relu", "relu(bn(conv(x)) + x) (fused)", lambda x, w: F.add_relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None, training=True), x), \
         (_t(r, 2, 3, 4, 4), _t(r, 3, 3, 3, 3)), {}
     yield "elementwise", "a*b - a/b + a**2, broadcast", lambda a, b: a * b - a / b + a ** 2 - (b * b + 1).log() + a.exp(), \
         (_t(r, 3, 4), Tensor(r.random(4) + 0.5, requires_grad=True)), {}

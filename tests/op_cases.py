@@ -82,6 +82,28 @@ def _batch_norm(training, **kwargs):
     return fn
 
 
+def _batch_norm_relu(training, fused):
+    """relu(batch_norm(...)) -> (y, running_mean, running_var): minires's fused op (fused=True) or
+    PyTorch's two ops, its reference."""
+    def fn(F, x, rm=None, rv=None, w=None, b=None):
+        if fused:
+            return F.batch_norm(x, rm, rv, w, b, training=training, relu=True), rm, rv
+        return F.relu(F.batch_norm(x, rm, rv, w, b, training=training)), rm, rv
+    return fn
+
+
+def _fused_basic_block(fused):
+    """A BasicBlock as minires's models run it (fused ReLUs, on conv2d's channel-major outputs) or as
+    PyTorch does: relu(bn(conv(relu(bn(conv(x))))) + x)."""
+    def fn(F, x, w1, g1, b1, w2, g2, b2):
+        if fused:
+            h = F.batch_norm(F.conv2d(x, w1, padding=1), None, None, g1, b1, training=True, relu=True)
+            return F.add_relu(F.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True), x)
+        h = F.relu(F.batch_norm(F.conv2d(x, w1, padding=1), None, None, g1, b1, training=True))
+        return F.relu(F.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True) + x)
+    return fn
+
+
 def _conv_bn_relu_residual(F, x, w, gamma, beta):
     return F.relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None, gamma, beta, training=True)) + x
 
@@ -275,6 +297,19 @@ CASES = [
     Case("residual_conv_relu", (t(2, 3, 4, 4), t(3, 3, 3, 3)), lambda F, x, w: F.relu(F.conv2d(x, w, padding=1)) + x),
     Case("residual_linear", (t(3, 4), t(4, 4), t(4)), lambda F, x, w, b: F.linear(x, w, b) + x),
     Case("residual_conv_bn_relu", (t(2, 2, 3, 3), t(2, 2, 3, 3), t(2), t(2)), _conv_bn_relu_residual),
+    # --- minires's fusions (models use them): against PyTorch's separate ops ---
+    Case("batch_norm_relu_train", (t(4, 3, 2, 3), const(3), const(3, kind="positive"), t(3), t(3)),
+         _batch_norm_relu(True, True), _batch_norm_relu(True, False)),
+    Case("batch_norm_relu_eval", (t(2, 3, 3, 3), const(3), const(3, kind="positive"), t(3), t(3)),
+         _batch_norm_relu(False, True), _batch_norm_relu(False, False)),
+    Case("batch_norm_relu_train_no_affine", (t(3, 2, 3, 3), const(2), const(2, kind="positive")),
+         _batch_norm_relu(True, True), _batch_norm_relu(True, False)),
+    Case("add_relu", (t(2, 3, 4, 4), t(2, 3, 4, 4)), lambda F, a, b: F.add_relu(a, b),
+         lambda F, a, b: F.relu(a + b)),
+    Case("add_relu_channel_major", (t(3, 2, 4, 4), t(2, 3, 4, 4)), lambda F, a, b: F.add_relu(a.transpose(1, 0, 2, 3), b),
+         lambda F, a, b: F.relu(a.permute(1, 0, 2, 3) + b)),
+    Case("basic_block_fused", (t(2, 3, 4, 4), t(3, 3, 3, 3), t(3), t(3), t(3, 3, 3, 3), t(3), t(3)),
+         _fused_basic_block(True), _fused_basic_block(False)),
     Case("small_network", (t(3, 2, 6, 6), t(4, 2, 3, 3), t(4), t(4), t(3, 4), t(3), labels(3, classes=3)), _small_network),
 ]
 

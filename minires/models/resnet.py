@@ -11,7 +11,11 @@ Each block computes relu(F(x) + shortcut(x)); the shortcut is the identity, or a
 batch norm ("downsample") where the shape changes. "v1.5" (torchvision's choice): a Bottleneck
 strides on its 3x3 convolution, not on the first 1x1. small_input=True swaps the stem for a 3x3,
 stride-1 convolution without max-pool, for 32x32 images (CIFAR); module names stay torchvision's.
+Every ReLU runs fused into the op before it, a batch norm (bn(x, relu=True)) or the residual
+addition (F.add_relu): a pass over the activations and a saved array fewer each. The ``relu``
+modules stay, unused, so that the module tree is torchvision's.
 """
+from .. import functional as F
 from .. import nn
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -53,10 +57,10 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x), relu=True)  # relu(bn1(...)) as one op
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return F.add_relu(out, identity)  # relu(out + identity) as one op
 
 
 class Bottleneck(nn.Module):
@@ -81,11 +85,11 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn1(self.conv1(x), relu=True)  # relu(bn1(...)) as one op
+        out = self.bn2(self.conv2(out), relu=True)
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return F.add_relu(out, identity)  # relu(out + identity) as one op
 
 
 class ResNet(nn.Module):
@@ -144,7 +148,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         """x (N, 3, H, W) -> logits (N, num_classes)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1(self.conv1(x), relu=True))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
 

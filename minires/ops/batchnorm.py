@@ -5,6 +5,8 @@ variance; running_mean/var are updated in place with the unbiased variance:
     running = (1 - momentum) * running + momentum * batch_stat.
 eval: the running statistics stand in for the batch's, and are constants for backward.
 One graph node with a closed-form backward (kernels.bn_backward), not a graph of elementwise ops.
+relu=True (a minires extension) fuses the ReLU that follows most batch norms into the same node:
+relu(batch_norm(x)) in one pass, its backward recomputing the ReLU's mask from x.
 """
 from .. import kernels
 from ..backend import array_module
@@ -15,22 +17,24 @@ from .checks import same_dtype, tensor_arg
 
 class BatchNorm(Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, mean, invstd, training):
+    def forward(ctx, x, weight, bias, mean, invstd, training, relu):
         x3 = x.reshape(x.shape[0], x.shape[1], -1)
-        ctx.save_for_backward(x3, mean, invstd, weight)
-        ctx.training = training
-        return kernels.bn_forward(x3, mean, invstd, weight, bias).reshape(x.shape)
+        ctx.save_for_backward(x3, mean, invstd, weight, bias)
+        ctx.training, ctx.relu = training, relu
+        return kernels.bn_forward(x3, mean, invstd, weight, bias, relu).reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
-        x3, mean, invstd, weight = ctx.saved_tensors
-        gx, gw, gb = kernels.bn_backward(g.reshape(x3.shape), x3, mean, invstd, weight, ctx.training)
+        x3, mean, invstd, weight, bias = ctx.saved_tensors
+        gx, gw, gb = kernels.bn_backward(g.reshape(x3.shape), x3, mean, invstd, weight, ctx.training, bias, ctx.relu)
         return (gx.reshape(g.shape), gw if ctx.needs_input_grad[1] else None,
-                gb if ctx.needs_input_grad[2] else None, None, None, None)
+                gb if ctx.needs_input_grad[2] else None, None, None, None, None)
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """PyTorch's F.batch_norm. running_mean/running_var: Tensors of shape (C,) or None."""
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               relu=False):
+    """PyTorch's F.batch_norm. running_mean/running_var: Tensors of shape (C,) or None.
+    relu=True returns relu(batch_norm(...)) as one op (a minires extension)."""
     op = "batch_norm"
     x = tensor_arg(op, "input", input)
     if x.ndim < 2:
@@ -63,4 +67,4 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     else:
         mean, var = running_mean.data.astype(x.dtype, copy=False), running_var.data.astype(x.dtype, copy=False)
     invstd = 1 / xp.sqrt(var + x.dtype.type(eps))
-    return BatchNorm.apply(x, weight, bias, mean, invstd, training)
+    return BatchNorm.apply(x, weight, bias, mean, invstd, training, bool(relu))
