@@ -20,8 +20,8 @@ def relu(input):
 
 
 def add_relu(a, b):
-    """relu(a + b) as one op, for a residual block's output: a and b of one shape and dtype (a minires
-    extension: one pass and one saved array instead of an add's and a relu's)."""
+    """relu(a + b) as one op, for a residual block's output: a and b of one shape and dtype. A minires
+    extension: one graph node instead of an add's and a relu's, the sum clamped in place."""
     op = "add_relu"
     a, b = tensor_arg(op, "a", a), tensor_arg(op, "b", b)
     if a.shape != b.shape:

@@ -149,3 +149,17 @@ def test_training_loop_memory_is_flat_after_warmup_rss():
     memory, _ = _memory_after_warmup(_rss_bytes)
     growth = memory[STEPS] - memory[WARMUP]
     assert growth < 4 * 2 ** 20, f"resident memory grew by {growth / 2 ** 20:.1f} MiB from step {WARMUP} to {STEPS}"
+
+
+def test_fused_relus_are_one_node_saving_one_activation_in_the_input_layout():
+    """bn(x, relu=True) and add_relu(a, b) on channel-major inputs (conv2d's layout): one node each,
+    that saves one activation-sized array (batch norm its input, add_relu its output), with the
+    output in the input's memory layout."""
+    rng = np.random.default_rng(0)
+    x = minires.tensor(rng.standard_normal((3, 4, 5, 5)).astype(np.float32).transpose(1, 0, 2, 3), requires_grad=True)
+    y = F.batch_norm(x, None, None, training=True, relu=True)
+    z = F.add_relu(y, x)
+    for out, first_input in ((y, x), (z, y)):
+        assert out._node.inputs[0] is first_input and out.data.strides == x.data.strides
+        activations = [a for a in out._node.saved_tensors if a is not None and a.size > x.shape[1]]  # not (C,) vectors
+        assert [a.size for a in activations] == [x.data.size]

@@ -11,9 +11,9 @@ Each block computes relu(F(x) + shortcut(x)); the shortcut is the identity, or a
 batch norm ("downsample") where the shape changes. "v1.5" (torchvision's choice): a Bottleneck
 strides on its 3x3 convolution, not on the first 1x1. small_input=True swaps the stem for a 3x3,
 stride-1 convolution without max-pool, for 32x32 images (CIFAR); module names stay torchvision's.
-Every ReLU runs fused into the op before it, a batch norm (bn(x, relu=True)) or the residual
-addition (F.add_relu): a pass over the activations and a saved array fewer each. The ``relu``
-modules stay, unused, so that the module tree is torchvision's.
+Every ReLU runs fused into the op before it: into a batch norm (bn(x, relu=True): no pass and no
+saved array of its own) or the residual addition (F.add_relu: the sum clamped in place, no array of
+its own). The ``relu`` modules stay, unused, so that the module tree is torchvision's.
 """
 from .. import functional as F
 from .. import nn

@@ -34,7 +34,8 @@ class BatchNorm(Function):
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
                relu=False):
     """PyTorch's F.batch_norm. running_mean/running_var: Tensors of shape (C,) or None.
-    relu=True returns relu(batch_norm(...)) as one op (a minires extension)."""
+    relu=True returns relu(batch_norm(...)) as one op, one pass each way, saving no more than
+    batch_norm does (a minires extension)."""
     op = "batch_norm"
     x = tensor_arg(op, "input", input)
     if x.ndim < 2:

@@ -126,12 +126,14 @@ class ReLU(Function):
 
 
 class AddReLU(Function):
-    """relu(a + b) for same-shape a, b as one node (a residual block's output): one pass and one saved
-    array fewer than an Add and a ReLU. The gradient g * (out > 0) goes to both inputs."""
+    """relu(a + b) for same-shape a, b as one node (a residual block's output): the sum is clamped in
+    place, so no second activation-sized array is made, and one array is saved. d/da = d/db = g * (out > 0).
+    Two NumPy ufunc passes, not a one-pass Numba kernel: that ran 1.3-2x faster alone but measured no
+    faster in ResNet-50 and -18 training steps, and the ufuncs keep any memory layout."""
 
     @staticmethod
     def forward(ctx, a, b):
-        out = a + b  # keeps a's and b's memory layout (channel-major from a convolution)
+        out = a + b  # in a's and b's memory layout when they share one (channel-major from a convolution)
         array_module(out).maximum(out, 0, out=out)
         ctx.save_for_backward(out)
         return out
@@ -139,6 +141,8 @@ class AddReLU(Function):
     @staticmethod
     def backward(ctx, g):
         g = g * (ctx.saved_tensors[0] > 0)  # as ReLU.backward
+        # One array for both inputs is safe: run_backward sums gradients out of place, and a leaf's
+        # .grad starts as a copy.
         return g, g
 
 
