@@ -15,7 +15,6 @@ import argparse
 import collections
 import contextlib
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -178,18 +177,26 @@ def timed(fn):
 
 
 def child(framework, config, dtype):
-    """Peak RSS of one training step in a fresh process: printed as 'baseline_mb peak_mb'."""
+    """Peak RSS of two training steps in a fresh process: printed as 'baseline_mb peak_mb'. The peak
+    is the kernel's high-water mark (VmHWM), reset after setup; not getrusage's ru_maxrss, which a
+    child started by fork + exec inherits from its parent."""
     torch = load_torch() if framework == "torch" else None
     r = Runner(framework, parse_config(config), dtype, torch)
-    baseline = rss_mb()
+    baseline = proc_status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
     r.train_step()
     r.train_step()
-    print(f"{baseline:.1f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+    print(f"{baseline:.1f} {proc_status_mb('VmHWM'):.1f}")
 
 
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+def proc_status_mb(field):
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def peak_memory(framework, config, dtype, threads):
