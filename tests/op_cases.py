@@ -139,6 +139,10 @@ CASES = [
     functional("conv2d_1x1_stride2_bias", "conv2d", t(2, 3, 5, 5), t(4, 3, 1, 1), t(4), stride=2),
     functional("conv2d_1x1_stride2_even_nobias", "conv2d", t(1, 4, 6, 4), t(2, 4, 1, 1), stride=2),
     functional("conv2d_1x1_pad1", "conv2d", t(1, 2, 3, 3), t(3, 2, 1, 1), t(3), padding=1),
+    # taps that read only padding: dropped by conv2d (1x1 maps: a plain GEMM); their gradient is 0
+    functional("conv2d_1x1_map_padded_3x3", "conv2d", t(2, 3, 1, 1), t(4, 3, 3, 3), t(4), padding=1),
+    functional("conv2d_2x2_map_stride2_padded_3x3", "conv2d", t(2, 3, 2, 2), t(4, 3, 3, 3), stride=2, padding=1),
+    functional("conv2d_1x5_map_padded_3x3", "conv2d", t(1, 2, 1, 5), t(3, 2, 3, 3), padding=1),
     Case("conv2d_noncontiguous_input", (t(3, 2, 5, 5), t(4, 3, 3, 3)),
          lambda F, x, w: F.conv2d(x.transpose(1, 0, 2, 3), w, padding=1),
          lambda F, x, w: F.conv2d(x.permute(1, 0, 2, 3), w, padding=1)),

@@ -7,6 +7,9 @@ y comes out channel-major, (Cout, N*Ho*Wo) in memory, and is returned as an (N, 
 it: no transpose copy, and the next layer (batch norm, ReLU, the next conv) works on it as it is.
 A 1x1, stride-1, unpadded convolution needs no im2col: channel-major x already is its col.
 Backward:  gweight[g] = gy[g] @ col[g]^T,  gcol[g] = weight[g]^T @ gy[g],  gx = col2im(gcol).
+Kernel taps that read only padding for every output are dropped before any of this (a 3x3, padding-1
+convolution of 1x1 maps is a 1x1 convolution: a plain GEMM, 9x less arithmetic); slicing the weight
+through the autograd graph gives those taps their zero gradient.
 The input, not its kh*kw times larger col, is saved for backward, which redoes im2col. col and gcol
 live only until their GEMM or col2im has read them, so they are written into reused scratch memory
 (kernels.scratch): no page faults of a fresh allocation on every call.
@@ -84,6 +87,27 @@ class Conv2d(Function):
         return gx, gw, gb, None, None, None, None, None
 
 
+def _live_taps(size, k, s, p, d, out):
+    """[t0, t1): the taps of a k-tap window (stride s, padding p, dilation d, ``out`` outputs over
+    ``size`` inputs) that read inside the input for at least one output."""
+    live = [t for t in range(k) if any(0 <= o * s - p + t * d < size for o in range(out))]
+    return (live[0], live[-1] + 1) if live else (0, k)
+
+
+def _drop_dead_taps(w, x_hw, stride, padding, dilation, ohw):
+    """(weight, padding) without the kernel rows/columns that read only padding, where dropping them
+    keeps a symmetric padding and the output size; else the arguments unchanged."""
+    (t0, t1), (u0, u1) = (_live_taps(n, k, s, p, d, o) for n, k, s, p, d, o in
+                          zip(x_hw, w.shape[2:], stride, padding, dilation, ohw))
+    pad = (padding[0] - t0 * dilation[0], padding[1] - u0 * dilation[1])
+    if (t1 - t0, u1 - u0) == w.shape[2:] or min(pad) < 0 or tuple(
+            kernels.conv_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x_hw, (t1 - t0, u1 - u0), stride, pad, dilation)) != ohw:
+        return w, padding
+    log.debug("conv2d: kernel %s reads only padding outside rows %d:%d, columns %d:%d on %s maps: dropped",
+              w.shape[2:], t0, t1, u0, u1, x_hw)
+    return w[:, :, t0:t1, u0:u1], pad
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """PyTorch's F.conv2d: input (N, C, H, W), weight (Cout, C/groups, kh, kw), bias (Cout,) or None."""
     op = "conv2d"
@@ -105,4 +129,5 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: bias must have shape ({cout},) for weight of shape {w.shape}, got {b.shape}")
     ohw = tuple(kernels.conv_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], (kh, kw), stride, padding, dilation))
     positive_output(op, x.shape[2:], ohw, kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
+    w, padding = _drop_dead_taps(w, x.shape[2:], stride, padding, dilation, ohw)
     return Conv2d.apply(x, w, b, stride, padding, dilation, groups, ohw)
