@@ -17,6 +17,7 @@ live only until their GEMM or col2im has read them, so they are written into reu
 import logging
 
 from .. import kernels
+from ..kernels._geometry import valid_range
 from ..backend import array_module
 from ..function import Function
 from .checks import pair, positive_output, same_dtype, tensor_arg
@@ -89,8 +90,13 @@ class Conv2d(Function):
 
 def _live_taps(size, k, s, p, d, out):
     """[t0, t1): the taps of a k-tap window (stride s, padding p, dilation d, ``out`` outputs over
-    ``size`` inputs) that read inside the input for at least one output."""
-    live = [t for t in range(k) if any(0 <= o * s - p + t * d < size for o in range(out))]
+    ``size`` inputs) that read inside the input for at least one output (the kernels' valid_range:
+    the outputs whose tap t, at offset t*d - p, lands inside)."""
+    live = []
+    for t in range(k):
+        lo, hi = valid_range(t * d - p, s, size, out)
+        if hi > lo:
+            live.append(t)
     return (live[0], live[-1] + 1) if live else (0, k)
 
 
