@@ -120,9 +120,14 @@ class ReLU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        # A multiply by the mask is ~5x faster in NumPy than where(); the two differ only where an
-        # incoming gradient is inf or NaN and the unit is off (inf * 0 = NaN; PyTorch gives 0).
-        return g * (ctx.saved_tensors[0] > 0)
+        return _relu_grad(g, ctx.saved_tensors[0])
+
+
+def _relu_grad(g, out):
+    """The gradient through a ReLU with output ``out``: g where out > 0, else 0. A multiply by the mask
+    is ~5x faster in NumPy than where(); the two differ only where an incoming gradient is inf or NaN
+    and the unit is off (inf * 0 = NaN; PyTorch gives 0)."""
+    return g * (out > 0)
 
 
 class AddReLU(Function):
@@ -140,7 +145,7 @@ class AddReLU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        g = g * (ctx.saved_tensors[0] > 0)  # as ReLU.backward
+        g = _relu_grad(g, ctx.saved_tensors[0])
         # One array for both inputs is safe: run_backward sums gradients out of place, and a leaf's
         # .grad starts as a copy.
         return g, g
