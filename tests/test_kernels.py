@@ -275,6 +275,43 @@ def test_bn_stats_accumulates_in_float64(rng):
     np.testing.assert_allclose(var, x64.var(axis=(0, 2)), rtol=1e-6)
 
 
+# ---------------------------------------------------------------- add_relu, relu_backward
+
+def special_values(rng):
+    """N(0, 1) draws with exact zeros, signed zeros, infs and NaNs mixed in."""
+    def draw(shape):
+        v = np.asarray(rng.standard_normal(shape))
+        v.flat[::7], v.flat[1::11], v.flat[2::13] = 0.0, -0.0, np.inf
+        v.flat[3::17], v.flat[4::19] = -np.inf, np.nan
+        return v
+    return draw
+
+
+ELEMENTWISE_CASES = [(shape, layouts) for shape in [(2, 3, 5, 7), (4, 3, 200, 300)] for layouts in [
+    ("nchw", "nchw"), ("channel_major", "channel_major"), ("channel_major", "nchw"), ("sliced", "channel_major")]
+] + [((4, 70000), ("nchw", "nchw")), ((9,), ("nchw", "nchw")), ((), ("nchw", "nchw"))]
+
+
+@pytest.mark.parametrize("shape, layouts", ELEMENTWISE_CASES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # inf + -inf
+def test_add_relu_and_relu_backward_equal_reference(shape, layouts, dtype, rng):
+    """Exactly equal (several parallel chunks in the larger shapes), NaN kept by add_relu, and
+    relu_backward 0 wherever the unit is off, even for an inf or NaN gradient (PyTorch's
+    threshold_backward); the output in the first argument's layout."""
+    a, b = (make(shape, layout, dtype, rng, special_values(rng)) for layout in layouts)
+    for kernel in (kernels.add_relu, kernels.relu_backward):
+        got, want = both(kernel, a, b)
+        assert got.shape == want.shape == shape and got.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        if len(shape) == 4:
+            assert_layout_kept(got, b if kernel is kernels.relu_backward else a)
+    out = kernels.add_relu(a, b)
+    assert np.isnan(out[np.isnan(a + b)]).all() and (out[~np.isnan(a + b)] >= 0).all()
+    gx = kernels.relu_backward(a, b)
+    assert (gx[~(b > 0)] == 0).all() and np.array_equal(gx[b > 0], a[b > 0], equal_nan=True)
+
+
 # ---------------------------------------------------------------- the switch
 
 @pytest.fixture
