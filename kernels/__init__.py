@@ -8,11 +8,11 @@ from .batchnorm import bn_backward, bn_forward, bn_stats
 from .elementwise import add_relu, relu_backward
 from .im2col import col2im, conv_out_size, im2col
 from .pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
-from ._scratch import release_scratch, scratch
+from ._scratch import pooled, recycle, release_scratch, scratch
 
 __all__ = [
     "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels",
     "im2col", "col2im", "conv_out_size",
     "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
-    "bn_stats", "bn_forward", "bn_backward", "add_relu", "relu_backward", "scratch", "release_scratch",
+    "bn_stats", "bn_forward", "bn_backward", "add_relu", "relu_backward", "scratch", "pooled", "recycle", "release_scratch",
 ]

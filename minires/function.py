@@ -24,11 +24,12 @@ class Function:
     @classmethod
     def apply(cls, *args):
         ctx = cls()
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        # False throughout under no_grad: forward can skip what only a backward would use
+        grad_enabled = _tensor.is_grad_enabled()
+        ctx.needs_input_grad = tuple(grad_enabled and isinstance(a, Tensor) and a.requires_grad for a in args)
         _check_same_device(cls.__name__, args)
         out = cls.forward(ctx, *(a.data if isinstance(a, Tensor) else a for a in args))
-        requires_grad = _tensor.is_grad_enabled() and any(ctx.needs_input_grad)
-        result = Tensor(out, requires_grad=requires_grad and _is_float(out))
+        result = Tensor(out, requires_grad=any(ctx.needs_input_grad) and _is_float(out))
         if result.requires_grad:
             ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
             result._node = ctx

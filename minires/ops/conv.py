@@ -10,9 +10,11 @@ Backward:  gweight[g] = gy[g] @ col[g]^T,  gcol[g] = weight[g]^T @ gy[g],  gx = 
 Kernel taps that read only padding for every output are dropped before any of this (a 3x3, padding-1
 convolution of 1x1 maps is a 1x1 convolution: a plain GEMM, 9x less arithmetic); slicing the weight
 through the autograd graph gives those taps their zero gradient.
-The input, not its kh*kw times larger col, is saved for backward, which redoes im2col. col and gcol
-live only until their GEMM or col2im has read them, so they are written into reused scratch memory
-(kernels.scratch): no page faults of a fresh allocation on every call.
+When the weight's gradient will be needed, col is kept for it (in place of x) rather than redone by
+a second im2col in backward: kh*kw times x's memory until the backward, in buffers the next
+step's forward takes again (kernels.pooled; recycled when the node is released), so the kept
+cols cost no page faults of fresh memory after the first step. Otherwise (inference, frozen
+weights) col, like gcol, lives only until its GEMM has read it, in reused scratch memory.
 """
 import logging
 
@@ -40,12 +42,13 @@ def from_channel_major(a, n):
     return a.reshape(a.shape[0], n, -1).transpose(1, 0, 2)
 
 
-def _columns(x, geometry, ohw):
-    """x's col (C*kh*kw, N*Ho*Wo): x itself for a 1x1 stride-1 convolution, else im2col in scratch memory."""
+def _columns(x, geometry, ohw, memory=kernels.scratch):
+    """x's col (C*kh*kw, N*Ho*Wo): x itself for a 1x1 stride-1 convolution, else im2col into
+    ``memory`` (kernels.scratch or kernels.pooled)."""
     if _is_pointwise(*geometry):
         return channel_major(x)
     rows, cols = x.shape[1] * geometry[0][0] * geometry[0][1], x.shape[0] * ohw[0] * ohw[1]
-    return kernels.im2col(x, *geometry, out=kernels.scratch(x, (rows, cols), x.dtype))
+    return kernels.im2col(x, *geometry, out=memory(x, (rows, cols), x.dtype))
 
 
 class Conv2d(Function):
@@ -57,35 +60,43 @@ class Conv2d(Function):
             scheme = "1x1: plain GEMM on x" if _is_pointwise(*geometry) else f"im2col ({kernels.get_kernels()}) + GEMM"
             log.debug("conv2d x%s w%s stride %s padding %s dilation %s groups %d: %s",
                       x.shape, weight.shape, stride, padding, dilation, groups, scheme)
-        col = _columns(x, geometry, ohw)
+        keep_col = ctx.needs_input_grad[1] and not _is_pointwise(*geometry)
+        col = _columns(x, geometry, ohw, kernels.pooled if keep_col else kernels.scratch)
         y = xp.matmul(weight.reshape(groups, weight.shape[0] // groups, -1), col.reshape(groups, -1, col.shape[1]))
         y = y.reshape(weight.shape[0], x.shape[0], *ohw)
         if bias is not None:
             y += bias[:, None, None, None]
-        ctx.save_for_backward(x, weight)
-        ctx.geometry, ctx.groups = geometry, groups
+        ctx.save_for_backward(None if keep_col else x, weight, col if keep_col else None)
+        ctx.geometry, ctx.groups, ctx.x_shape = geometry, groups, x.shape
         return y.transpose(1, 0, 2, 3)
 
     @staticmethod
     def backward(ctx, g):
         xp = array_module(g)
-        x, weight = ctx.saved_tensors
+        x, weight, col = ctx.saved_tensors
         groups, cout = ctx.groups, weight.shape[0]
         gy = channel_major(g).reshape(groups, cout // groups, -1)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             wt = weight.reshape(groups, cout // groups, -1).swapaxes(1, 2)
             if _is_pointwise(*ctx.geometry):  # gcol is gx itself
-                gx = from_channel_major(xp.matmul(wt, gy).reshape(-1, gy.shape[2]), x.shape[0]).reshape(x.shape)
+                gx = from_channel_major(xp.matmul(wt, gy).reshape(-1, gy.shape[2]), g.shape[0]).reshape(ctx.x_shape)
             else:
                 gcol = xp.matmul(wt, gy, out=kernels.scratch(g, (groups, wt.shape[1], gy.shape[2]), g.dtype))
-                gx = kernels.col2im(gcol.reshape(-1, gy.shape[2]), x.shape, *ctx.geometry)
+                gx = kernels.col2im(gcol.reshape(-1, gy.shape[2]), ctx.x_shape, *ctx.geometry)
         if ctx.needs_input_grad[1]:
-            col = _columns(x, ctx.geometry, g.shape[2:])
+            col = _columns(x, ctx.geometry, g.shape[2:]) if col is None else col
             gw = xp.matmul(gy, col.reshape(groups, -1, col.shape[1]).swapaxes(1, 2)).reshape(weight.shape)
         if ctx.needs_input_grad[2]:
             gb = gy.sum(axis=2).reshape(cout)
         return gx, gw, gb, None, None, None, None, None
+
+    def release(self):
+        """Free the graph below, and give a kept col back for the next forward to reuse."""
+        col = self.saved_tensors[2] if "_saved" in vars(self) else None
+        super().release()
+        if col is not None:
+            kernels.recycle(col)
 
 
 def _live_taps(size, k, s, p, d, out):
