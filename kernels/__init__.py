@@ -6,6 +6,7 @@ have faster versions registered beside it; see ``_dispatch`` for how one is pick
 from ._dispatch import CPU_BACKENDS, Kernel, get_kernels, set_kernels
 from .batchnorm import bn_backward, bn_forward, bn_stats
 from .elementwise import add_relu, relu_backward
+from .optim import sgd_update
 from .im2col import col2im, conv_out_size, im2col
 from .pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from ._scratch import pooled, recycle, release_scratch, scratch
@@ -14,5 +15,5 @@ __all__ = [
     "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels",
     "im2col", "col2im", "conv_out_size",
     "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
-    "bn_stats", "bn_forward", "bn_backward", "add_relu", "relu_backward", "scratch", "pooled", "recycle", "release_scratch",
+    "bn_stats", "bn_forward", "bn_backward", "add_relu", "relu_backward", "sgd_update", "scratch", "pooled", "recycle", "release_scratch",
 ]

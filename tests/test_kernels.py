@@ -312,6 +312,36 @@ def test_add_relu_and_relu_backward_equal_reference(shape, layouts, dtype, rng):
     assert (gx[~(b > 0)] == 0).all() and np.array_equal(gx[b > 0], a[b > 0], equal_nan=True)
 
 
+# ---------------------------------------------------------------- sgd_update
+
+@pytest.mark.parametrize("settings", [
+    dict(momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
+    dict(momentum=0.9, dampening=0.0, weight_decay=1e-4, nesterov=False),
+    dict(momentum=0.9, dampening=0.3, weight_decay=0.0, nesterov=False),
+    dict(momentum=0.8, dampening=0.0, weight_decay=5e-4, nesterov=True),
+], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_sgd_update_equals_reference(settings, dtype, contiguous, rng):
+    """Three steps (the first sets the momentum buffer) over 100k values (several parallel chunks):
+    parameters and buffers exactly equal; strided arrays take the reference path."""
+    shape = (300, 334) if contiguous else (300, 668)
+    p0 = rng.standard_normal(shape).astype(dtype)
+    results = {}
+    for backend in ("numba", "numpy"):
+        p, buf = p0.copy(), np.empty_like(p0)
+        view, bview = (p, buf) if contiguous else (p[:, ::2], buf[:, ::2])
+        for step, seed in enumerate((1, 2, 3)):
+            grad = np.random.default_rng(seed).standard_normal(view.shape).astype(dtype)
+            kernels.sgd_update.impls[backend](view, grad, bview if settings["momentum"] else None, 0.1,
+                                              first=step == 0, **settings)
+        results[backend] = view, bview
+    np.testing.assert_array_equal(results["numba"][0], results["numpy"][0])
+    if settings["momentum"]:
+        np.testing.assert_array_equal(results["numba"][1], results["numpy"][1])
+    assert not np.array_equal(results["numba"][0], p0 if contiguous else p0[:, ::2])
+
+
 # ---------------------------------------------------------------- the switch
 
 @pytest.fixture

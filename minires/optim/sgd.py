@@ -3,7 +3,10 @@
     buf = d (first step), else momentum * buf + (1 - dampening) * d
     d = d + momentum * buf (nesterov) or buf
     p = p - lr * d
+one pass per parameter (kernels.sgd_update).
 """
+from .. import kernels
+from ..backend import array_module
 from .optimizer import Optimizer
 
 
@@ -17,14 +20,10 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def update(self, p, grad, state, group):
-        d = grad + group["weight_decay"] * p.data if group["weight_decay"] else grad
         momentum = group["momentum"]
-        if momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.copy()
-            else:
-                buf *= momentum
-                buf += (1 - group["dampening"]) * d
-            d = d + momentum * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * d
+        buf = state.get("momentum_buffer")
+        first = momentum and buf is None
+        if first:
+            buf = state["momentum_buffer"] = array_module(p.data).empty_like(p.data)
+        kernels.sgd_update(p.data, grad, buf, group["lr"], momentum, group["dampening"], group["weight_decay"],
+                           group["nesterov"], first)
