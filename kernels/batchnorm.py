@@ -17,7 +17,7 @@ from ._dispatch import kernel
 from ._layout import canonical, is_channel_major, restore
 from ._xp import array_module
 
-__all__ = ["bn_stats", "bn_forward", "bn_backward"]
+__all__ = ["bn_stats", "bn_forward", "bn_train_forward", "bn_backward"]
 
 
 @kernel
@@ -38,25 +38,31 @@ def _bn_stats_numba(x):
 
 @njit(cache=True, parallel=True, fastmath={"reassoc"})
 def _bn_stats_loops(x, cm, mean, var):
-    """x (C, N, L) if cm else (N, C, L), C-contiguous -> mean, var (C,) float64, two passes per channel:
-    mean = sum(x) / m, var = sum((x - mean)^2) / m with m = N*L.
-    Loops: channels in parallel > pass > n > l (contiguous)."""
-    nc, nb = (x.shape[0], x.shape[1]) if cm else (x.shape[1], x.shape[0])
+    """x (C, N, L) if cm else (N, C, L), C-contiguous -> mean, var (C,) float64.
+    Loops: channels in parallel > _channel_stats."""
+    for c in prange(mean.size):
+        mean[c], var[c] = _channel_stats(x, cm, c)
+
+
+@njit(inline="always", fastmath={"reassoc"})
+def _channel_stats(x, cm, c):
+    """(mean, biased var) of channel c in float64, two passes: mean = sum(x) / m, var = sum((x - mean)^2) / m
+    with m = N*L. Loops: pass > n > l (contiguous)."""
+    nb = x.shape[1] if cm else x.shape[0]
     m = nb * x.shape[2]
-    for c in prange(nc):
-        s = 0.0
-        for n in range(nb):
-            row = x[c, n] if cm else x[n, c]
-            for l in range(row.size):  # indexing, not `for v in row`: 8x faster (vectorized)
-                s += row[l]
-        mu = s / m
-        q = 0.0
-        for n in range(nb):
-            row = x[c, n] if cm else x[n, c]
-            for l in range(row.size):
-                d = row[l] - mu
-                q += d * d
-        mean[c], var[c] = mu, q / m
+    s = 0.0
+    for n in range(nb):
+        row = x[c, n] if cm else x[n, c]
+        for l in range(row.size):  # indexing, not `for v in row`: 8x faster (vectorized)
+            s += row[l]
+    mu = s / m
+    q = 0.0
+    for n in range(nb):
+        row = x[c, n] if cm else x[n, c]
+        for l in range(row.size):
+            d = row[l] - mu
+            q += d * d
+    return mu, q / m
 
 
 def scale_shift(mean, invstd, weight, bias):
@@ -96,6 +102,50 @@ def _bn_forward_loops(x, cm, scale, shift, relu, y):
         for l in range(src.size):
             v = src[l] * a + b
             dst[l] = 0 if relu and v < 0 else v
+
+
+@kernel
+def bn_train_forward(x, weight, bias, eps, relu=False):
+    """bn_stats and bn_forward over the batch's own statistics in one: -> (y, mean, var, invstd),
+    invstd = 1 / sqrt(var + eps), the statistics (C,) in x's dtype."""
+    mean, var = bn_stats.impls["numpy"](x)
+    invstd = 1 / array_module(x).sqrt(var + x.dtype.type(eps))
+    return bn_forward.impls["numpy"](x, mean, invstd, weight, bias, relu), mean, var, invstd
+
+
+@bn_train_forward.register("numba")
+def _bn_train_forward_numba(x, weight, bias, eps, relu=False):
+    """Numba: per channel, both statistics passes and the normalizing pass in one task, so that the
+    second and third read the channel from cache (bn_stats then bn_forward read x twice from memory).
+    The same arithmetic as those two kernels, so the same results."""
+    cm = is_channel_major(x)
+    xc = canonical(x, cm)
+    y = np.empty_like(xc)
+    stats = np.empty((3, x.shape[1]), dtype=x.dtype)  # mean, var, invstd
+    one = np.ones(x.shape[1], dtype=x.dtype)
+    _bn_train_forward_loops(xc, cm, one if weight is None else weight, 0 * one if bias is None else bias,
+                            x.dtype.type(eps), relu, y, stats)
+    return (restore(y, cm), *stats)
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc"})
+def _bn_train_forward_loops(x, cm, weight, bias, eps, relu, y, stats):
+    """x, y (C, N, L) if cm else (N, C, L), C-contiguous; stats (3, C) in x's dtype: mean, var,
+    invstd = 1 / sqrt(var + eps), then y as _bn_forward_loops with scale = weight * invstd,
+    shift = bias - mean * scale. Loops: channels in parallel > _channel_stats, then n > l."""
+    one = x.dtype.type(1)
+    for c in prange(weight.size):
+        mu, var = _channel_stats(x, cm, c)
+        mean, v = x.dtype.type(mu), x.dtype.type(var)
+        invstd = one / np.sqrt(v + eps)
+        a = weight[c] * invstd
+        b = bias[c] - mean * a
+        stats[0, c], stats[1, c], stats[2, c] = mean, v, invstd
+        for n in range(x.shape[1] if cm else x.shape[0]):
+            src, dst = (x[c, n], y[c, n]) if cm else (x[n, c], y[n, c])
+            for l in range(src.size):
+                t = src[l] * a + b
+                dst[l] = 0 if relu and t < 0 else t
 
 
 @kernel

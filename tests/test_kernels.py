@@ -235,6 +235,32 @@ def test_batchnorm_equals_reference(shape, layout, dtype, rng):
             assert_layout_kept(got[0], gy)
 
 
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_bn_train_forward_is_bn_stats_then_bn_forward(shape, layout, dtype, relu, rng):
+    """The fused kernel's numba version returns exactly what the numba bn_stats then bn_forward give
+    (same float64 sums, same float32 invstd, scale and shift), with and without weight and bias; the
+    reference the same from the reference kernels; the two agree within rounding."""
+    x, _, _, weight, bias = bn_inputs(shape, layout, dtype, rng)
+    for w, b in ((weight, bias), (None, None)):
+        results = {}
+        for backend in ("numba", "numpy"):
+            y, mean, var, invstd = kernels.bn_train_forward.impls[backend](x, w, b, 1e-5, relu)
+            m, v = kernels.bn_stats.impls[backend](x)
+            inv = 1 / np.sqrt(v + dtype(1e-5))
+            np.testing.assert_array_equal(mean, m)
+            np.testing.assert_array_equal(var, v)
+            np.testing.assert_array_equal(invstd, inv)
+            np.testing.assert_array_equal(y, kernels.bn_forward.impls[backend](x, m, inv, w, b, relu))
+            assert y.dtype == mean.dtype == var.dtype == invstd.dtype == dtype
+            assert_layout_kept(y, x)
+            results[backend] = y, mean, var, invstd
+        for a, r in zip(results["numba"], results["numpy"]):
+            np.testing.assert_allclose(a, r, rtol=16 * RTOL[dtype], atol=16 * RTOL[dtype] * np.abs(r).max())
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batchnorm_fused_relu(layout, dtype, rng):
