@@ -5,7 +5,8 @@
     python benchmarks/kernels.py --batch 16 --size 112 --runs 9
 
 Every kernel (im2col, into preallocated memory as conv2d calls it; col2im; max/avg pooling forward
-and backward; batch-norm statistics, normalization and backward, alone and with the fused ReLU)
+and backward; batch-norm statistics, normalization, the two fused for training, and backward,
+alone and with the fused ReLU; relu(a + b) and the ReLU's backward; the SGD update)
 runs in each implementation: the NumPy reference, Numba, and on a
 machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
 registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
@@ -39,7 +40,8 @@ from minires.kernels._geometry import pool_out_size
 from minires.kernels.pooling import avgpool_divisor
 
 KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
-           "bn_stats", "bn_forward", "bn_backward", "bn_forward+relu", "bn_backward+relu"]  # +relu: relu=True
+           "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "bn_forward+relu", "bn_train_forward+relu",
+           "bn_backward+relu", "add_relu", "relu_backward", "sgd_update"]  # +relu: relu=True
 
 
 def parse_args(argv=None):
@@ -57,7 +59,8 @@ def parse_args(argv=None):
 def resnet_layers(depth, batch, size):
     """The kernel-relevant layers of a torchvision ResNet-18 or -50 as (kind, shape, geometry):
     ("conv", x shape, (k, s, p)) for each convolution that needs im2col (not the 1x1 stride-1 ones),
-    ("bn", x shape, None), ("pool", x shape, (k, s, p))."""
+    ("bn", x shape, None), ("pool", x shape, (k, s, p)), ("add", shape, None) for a block's relu(out + identity),
+    ("params", (count,), None) for all the parameters (as one array)."""
     layers = [("conv", (batch, 3, size, size), (7, 2, 3))]
     h = (size - 1) // 2 + 1
     layers += [("bn", (batch, 64, h, h), None), ("pool", (batch, 64, h, h), (3, 2, 1))]
@@ -80,22 +83,22 @@ def resnet_layers(depth, batch, size):
                 if s != 1:
                     layers.append(("conv", (batch, cin, h, h), (1, s, 0)))
                 layers.append(("bn", (batch, cout, ho, ho), None))
+            layers.append(("add", (batch, cout, ho, ho), None))
             cin, h = cout, ho
-    return layers
+    return layers + [("params", ((25_557_032 if bottleneck else 11_689_512),), None)]
 
 
 def kernel_calls(layers):
-    """{(kernel, shape, geometry): calls per training step}: a convolution runs im2col forward and
-    again in backward plus col2im (not for the stem, whose input needs no gradient); a batch norm
-    bn_stats, bn_forward and bn_backward; max pooling its forward and backward."""
+    """{(kernel, shape, geometry): calls per training step}: a convolution runs im2col in forward
+    (its col kept for backward) and col2im in backward (not for the stem, whose input needs no
+    gradient); a batch norm bn_train_forward and bn_backward (most with the fused ReLU: counted
+    without); a residual addition add_relu and relu_backward; max pooling its forward and backward;
+    SGD one sgd_update over every parameter."""
+    names_of = {"bn": ["bn_train_forward", "bn_backward"], "add": ["add_relu", "relu_backward"],
+                "pool": ["maxpool_forward", "maxpool_backward"], "params": ["sgd_update"]}
     calls = {}
     for kind, shape, geo in layers:
-        if kind == "conv":
-            names = ["im2col", "im2col"] + (["col2im"] if shape[1] != 3 else [])
-        elif kind == "bn":
-            names = ["bn_stats", "bn_forward", "bn_backward"]
-        else:
-            names = ["maxpool_forward", "maxpool_backward"]
+        names = ["im2col"] + (["col2im"] if shape[1] != 3 else []) if kind == "conv" else names_of[kind]
         for name in names:
             calls[(name, shape, geo)] = calls.get((name, shape, geo), 0) + 1
     return calls
@@ -110,13 +113,16 @@ def cases(batch, size, quick):
         bn = (batch, 256, c56[2], c56[3])
         picked = {("im2col", c56, (3, 1, 1)), ("col2im", c56, (3, 1, 1)), ("maxpool_forward", c112, (3, 2, 1)),
                   ("maxpool_backward", c112, (3, 2, 1)), ("avgpool_forward", c112, (3, 2, 1)),
-                  ("avgpool_backward", c112, (3, 2, 1)), ("bn_stats", bn, None), ("bn_forward", bn, None),
-                  ("bn_backward", bn, None), ("bn_forward+relu", bn, None), ("bn_backward+relu", bn, None)}
+                  ("avgpool_backward", c112, (3, 2, 1)), ("sgd_update", (11_689_512,), None)}
+        picked |= {(name, bn, None) for name in KERNELS if name.startswith(("bn", "add", "relu"))}
     else:
         picked = {key for calls in per_net.values() for key in calls}
         # ResNets use no avg_pool2d: time it on max pooling's shape; the fused ReLU on the batch norms'
         picked |= {(name.replace("max", "avg"), shape, geo) for name, shape, geo in picked if name.startswith("maxpool")}
-        picked |= {(name + "+relu", shape, geo) for name, shape, geo in picked if name in ("bn_forward", "bn_backward")}
+        # bn_stats and bn_forward, which the training step no longer calls, on the batch norms' shapes too
+        picked |= {(name, shape, geo) for name in ("bn_stats", "bn_forward") for k, shape, geo in picked if k == "bn_backward"}
+        picked |= {(name + "+relu", shape, geo) for name, shape, geo in picked
+                   if name in ("bn_forward", "bn_train_forward", "bn_backward")}
     order = {name: i for i, name in enumerate(KERNELS)}
     rows = sorted(picked, key=lambda key: (order[key[0]], -np.prod(key[1]), key[1], key[2] or ()))
     return [(name, shape, geo, {net: calls.get((name, shape, geo), 0) for net, calls in per_net.items()})
@@ -133,6 +139,9 @@ def channel_major(a):
 def make_call(name, shape, geo, rng):
     """(args, bytes, flops) for one kernel call: arguments (float32 NumPy arrays), the memory traffic
     (every input read and every output written once) and the floating-point operations."""
+    if name == "sgd_update":  # p, grad, momentum buffer: read 3, write 2
+        p, grad, buf = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
+        return (p, grad, buf, 1e-6, 0.9, 0.0, 1e-4, False, False), 5 * p.nbytes, 6 * p.size
     x = rng.standard_normal(shape, dtype=np.float32)
     x = x if shape[1] == 3 else channel_major(x)
     n, c, h, w = shape
@@ -167,7 +176,11 @@ def make_call(name, shape, geo, rng):
     weight, bias = rng.standard_normal(c, dtype=np.float32), rng.standard_normal(c, dtype=np.float32)
     if name == "bn_stats":
         return (x3,), x.nbytes, 4 * x.size
+    if name in ("add_relu", "relu_backward"):
+        return (x, channel_major(rng.standard_normal(shape, dtype=np.float32))), 3 * x.nbytes, x.size
     relu = name.endswith("+relu")
+    if name.startswith("bn_train_forward"):
+        return (x3, weight, bias, 1e-5, relu), 2 * x.nbytes, (6 if relu else 5) * x.size
     if name.startswith("bn_forward"):
         return (x3, mean, invstd, weight, bias, relu), 2 * x.nbytes, (3 if relu else 2) * x.size
     gy = channel_major(rng.standard_normal(shape, dtype=np.float32)).reshape(n, c, h * w)
@@ -243,8 +256,8 @@ def probe_first_calls():
     rng = np.random.default_rng(0)
     out = {}
     for name in KERNELS:
-        geo = None if name.startswith("bn") else (3, 2, 1)
-        args, _, _ = make_call(name, (2, 4, 9, 9), geo, rng)
+        geo = (3, 2, 1) if name in ("im2col", "col2im") or "pool" in name else None
+        args, _, _ = make_call(name, (1000,) if name == "sgd_update" else (2, 4, 9, 9), geo, rng)
         f = kernel_of(name).impls["numba"]
         t = time.perf_counter()
         f(*args)
@@ -290,7 +303,7 @@ def main(argv=None):
 
     impls = implementations()
     rng = np.random.default_rng(0)
-    head = f"{'kernel':17} {'shape N x C x H x W':29} {'impl':9} {'ms':>8} {'GB/s':>6} {'%copy':>6} {'GFLOP/s':>8} {'%gemm':>6} {'speedup':>7}"
+    head = f"{'kernel':21} {'shape N x C x H x W':29} {'impl':9} {'ms':>8} {'GB/s':>6} {'%copy':>6} {'GFLOP/s':>8} {'%gemm':>6} {'speedup':>7}"
     print("\n" + head + "\n" + "-" * len(head))
     step = {impl: {} for impl in impls}
     for name, shape, geo, calls in cases(args.batch, args.size, args.quick):
@@ -302,7 +315,7 @@ def main(argv=None):
             for net, count in calls.items():
                 step[impl][net] = step[impl].get(net, 0) + count * t
             gflops = f"{flops / t / 1e9:8.2f} {100 * flops / t / 1e9 / gemm:5.1f}%" if flops else f"{'-':>8} {'-':>6}"
-            print(f"{name:17} {fmt_shape(shape, geo):29} {impl:9} {1e3 * t:8.2f} {nbytes / t / 1e9:6.1f} "
+            print(f"{name:21} {fmt_shape(shape, geo):29} {impl:9} {1e3 * t:8.2f} {nbytes / t / 1e9:6.1f} "
                   f"{100 * nbytes / t / 1e9 / copy:5.0f}% {gflops} {base / t:6.1f}x")
 
     if not args.quick:
@@ -313,7 +326,7 @@ def main(argv=None):
     print("\nNumba first call per kernel (float32; fresh process each): compile into an empty cache / load from it;\n"
           "the first kernel called (im2col) also starts Numba's runtime and thread pool")
     for name, (compile_s, load_s) in first_calls().items():
-        print(f"  {name:17} {compile_s:6.2f} s / {load_s:5.2f} s")
+        print(f"  {name:21} {compile_s:6.2f} s / {load_s:5.2f} s")
 
 
 if __name__ == "__main__":
