@@ -133,6 +133,10 @@ POOL_CASES = [
     ((2, 3, 10, 7), (3, 3), (3, 3), (1, 0), (1, 1), True),
     ((3, 4, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), False),   # 1x1 maps
     ((2, 2, 1, 1), (3, 3), (2, 2), (1, 1), (1, 1), True),    # 1x1 map, window mostly padding
+    # rows of >= 36 outputs: the numba max pool's row-at-a-time path (strides 1, 2 and any other)
+    ((2, 3, 20, 75), (3, 3), (2, 2), (1, 1), (1, 1), False),  # ResNet's max pool
+    ((1, 2, 9, 40), (3, 2), (1, 1), (1, 0), (1, 1), True),
+    ((1, 2, 8, 120), (2, 3), (1, 3), (0, 1), (1, 2), False),   # stride 3, dilation
 ]
 
 
@@ -161,10 +165,11 @@ def test_maxpool_equals_reference(case, layout, dtype, rng):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_maxpool_ties_nans_and_infs(layout, rng):
+@pytest.mark.parametrize("width", [9, 80])  # 80: rows of 40 outputs, the numba row-at-a-time path
+def test_maxpool_ties_nans_and_infs(layout, width, rng):
     """Ties keep the first tap, a NaN wins (the last one in its window), a window of -inf keeps tap 0
     even where that tap is padding, and backward then drops its gradient."""
-    shape, geometry, ohw = pool_geometry(((2, 3, 9, 9), (3, 3), (2, 2), (1, 1), (1, 1), True))
+    shape, geometry, ohw = pool_geometry(((2, 3, 9, width), (3, 3), (2, 2), (1, 1), (1, 1), True))
     x = make(shape, layout, np.float32, rng, values=lambda s: rng.integers(0, 3, s).astype(np.float32))
     x[0, 0, 0, :4] = np.nan           # windows with one NaN and with two
     x[0, 1, 4, 4] = np.nan
