@@ -1,5 +1,6 @@
 """conv2d's choice of scheme per shape, as its debug log reports it: 1x1 stride-1 as a plain GEMM,
-im2col + GEMM otherwise, and kernel taps that read only padding dropped first (their gradient 0)."""
+im2col + GEMM otherwise (in chunks of images where col would be large), and kernel taps that read
+only padding dropped first (their gradient 0)."""
 import logging
 
 import numpy as np
@@ -41,3 +42,46 @@ def test_taps_in_the_padding_are_dropped_and_get_zero_gradient(conv_log):
     assert g.shape == (5, 3, 3, 3) and np.abs(g[:, :, 1, 1]).min() > 0
     g[:, :, 1, 1] = 0
     assert not g.any()
+
+
+CHUNK_CASES = [  # (x shape, w shape, kwargs)
+    ((5, 3, 7, 6), (4, 3, 3, 3), dict(padding=1)),                                   # 5 images: chunks of 2, 2, 1
+    ((3, 4, 9, 8), (6, 2, 3, 2), dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2)),
+    ((4, 3, 11, 10), (8, 3, 7, 7), dict(stride=2, padding=3)),                       # ResNet's stem
+    ((3, 4, 7, 7), (5, 4, 1, 1), dict(stride=2)),                                    # 1x1 stride 2: im2col
+]
+
+
+def conv_and_grads(x_shape, w_shape, kwargs):
+    """Output and input gradient with a frozen weight (no col to keep: the forward may chunk)."""
+    rng = np.random.default_rng(0)
+    x = minires.tensor(rng.standard_normal(x_shape), requires_grad=True)
+    w, b = minires.tensor(rng.standard_normal(w_shape)), minires.tensor(rng.standard_normal(w_shape[0]))
+    y = F.conv2d(x, w, b, **kwargs)
+    (y * minires.tensor(rng.standard_normal(y.shape))).sum().backward()
+    with minires.no_grad():
+        y_eval = F.conv2d(x, w, b, **kwargs)
+    return [t.numpy() for t in (y, x.grad, y_eval)]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CHUNK_CASES, ids=str)
+def test_chunks_of_images_give_the_whole_batch_result(x_shape, w_shape, kwargs, conv_log, monkeypatch):
+    """With col limited to two images' worth, a forward that keeps no col (inference, frozen weights)
+    runs chunk by chunk (in the log), and output and input gradient equal the whole batch's to
+    rounding; the chunked forward is gradient-checked. Training keeps col: one chunk."""
+    from minires.ops import conv
+    whole = conv_and_grads(x_shape, w_shape, kwargs)
+    y_hw = F.conv2d(minires.tensor(np.zeros(x_shape)), minires.tensor(np.zeros(w_shape)), **kwargs).shape[2:]
+    col_bytes_per_image = 8 * x_shape[1] * w_shape[2] * w_shape[3] * y_hw[0] * y_hw[1]
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 2 * col_bytes_per_image)
+    conv_log.clear()
+    chunked = conv_and_grads(x_shape, w_shape, kwargs)
+    assert conv_log.text.count(f"{-(-x_shape[0] // 2)} chunk(s) of images") == 2
+    for a, b in zip(chunked, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+    rng = np.random.default_rng(1)
+    x, w = minires.tensor(rng.standard_normal(x_shape), requires_grad=True), minires.tensor(rng.standard_normal(w_shape))
+    assert minires.gradcheck(lambda x: F.conv2d(x, w, **kwargs), (x,))
+    conv_log.clear()
+    run(x_shape, w_shape, **kwargs)
+    assert "1 chunk(s) of images" in conv_log.text
