@@ -5,9 +5,11 @@
     python benchmarks/models.py --memory              # also peak RSS of a training step, each in a child
     python benchmarks/models.py --breakdown           # also where minires's training step spends its time
 
-Both frameworks get the same weights, batch, input size and thread count; their runs alternate
-(minires, torch, minires, ...) so that machine noise hits both alike, and the median of --runs timed
-runs after one warm-up is reported. A training step is forward, cross-entropy, backward and an SGD
+Both frameworks get the same weights, batch, input size and thread count, each in a process of its
+own (as each runs for its users: its own thread pools and allocator state; minires tunes glibc's
+malloc at import, see kernels/_malloc.py, which PyTorch's process must not inherit); their runs
+alternate (minires, torch, minires, ...) so that machine noise hits both alike, and the median of
+--runs timed runs after one warm-up is reported. A training step is forward, cross-entropy, backward and an SGD
 step (momentum 0.9); inference is an eval-mode forward without a graph. The ratio printed last is
 minires's throughput over PyTorch's (above 1: minires is faster). Without torch, minires runs alone.
 """
@@ -37,6 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--breakdown", action="store_true", help="also time minires's training step per op and kernel")
     p.add_argument("--no-torch", action="store_true", help="minires alone")
     p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DTYPE"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DTYPE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -78,7 +81,7 @@ def torch_model(torch, name, small_input):
 class Runner:
     """One framework's model, input and step functions for one configuration."""
 
-    def __init__(self, framework, config, dtype, torch=None, state=None):
+    def __init__(self, framework, config, dtype, torch=None):
         import numpy as np
         import minires
         self.framework, (name, batch, size, small) = framework, config
@@ -87,14 +90,13 @@ class Runner:
         self.y = rng.integers(0, 1000, batch)
         minires.manual_seed(0)
         model = getattr(minires.models, name)(small_input=small).to(dtype)
-        self.state = {k: v.numpy() for k, v in model.state_dict().items()} if state is None else state
         if framework == "minires":
             self.model, self.F, self.mr = model, minires.functional, minires
             self.opt = minires.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         else:
             self.torch = torch
             self.model = torch_model(torch, name, small).to(getattr(torch, dtype))
-            self.model.load_state_dict({k: torch.from_numpy(v) for k, v in self.state.items()})
+            self.model.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
             self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
             self.x, self.y = torch.from_numpy(self.x), torch.from_numpy(self.y)
 
@@ -190,6 +192,41 @@ def child(framework, config, dtype):
     print(f"{baseline:.1f} {proc_status_mb('VmHWM'):.1f}")
 
 
+def worker(framework, config, dtype):
+    """A framework's own process: set up the configuration, say "ready", then for each line "train"
+    or "infer" on stdin run one step and print its seconds."""
+    r = Runner(framework, parse_config(config), dtype, load_torch() if framework == "torch" else None)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(timed(r.train_step if line.strip() == "train" else r.infer_step), flush=True)
+
+
+class Worker:
+    """The parent's handle on a worker process: step(mode) -> seconds of one step there."""
+
+    def __init__(self, framework, config, dtype, threads):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", framework, config, dtype,
+                                      "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=framework_env(framework))
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {framework} worker for {config} did not start")
+
+    def step(self, mode):
+        self.proc.stdin.write(mode + "\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def framework_env(framework):
+    """A worker's environment: PyTorch's imports minires only to make the shared weights, and must not
+    get minires's malloc setting with it."""
+    return dict(os.environ, **({"MINIRES_MALLOC": "default"} if framework == "torch" else {}))
+
+
 def proc_status_mb(field):
     """A memory field of /proc/self/status (VmRSS, VmHWM) in MB."""
     with open("/proc/self/status") as f:
@@ -201,7 +238,7 @@ def proc_status_mb(field):
 
 def peak_memory(framework, config, dtype, threads):
     out = subprocess.run([sys.executable, __file__, "--child", framework, config, dtype, "--threads", str(threads)],
-                         capture_output=True, text=True, check=True).stdout.split()
+                         capture_output=True, text=True, check=True, env=framework_env(framework)).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
@@ -210,6 +247,8 @@ def main():
     set_threads(args.threads)
     if args.child:
         return child(*args.child)
+    if args.worker:
+        return worker(*args.worker)
     import numpy as np
     import numba
     import minires
@@ -222,18 +261,17 @@ def main():
     results = []
     for text in args.config or DEFAULT_CONFIGS:
         config = parse_config(text)
-        mine = Runner("minires", config, args.dtype)
-        theirs = Runner("torch", config, args.dtype, torch, mine.state) if torch else None
+        mine = Worker("minires", text, args.dtype, args.threads)
+        theirs = Worker("torch", text, args.dtype, args.threads) if torch else None
         for mode in args.modes.split(","):
-            step = "train_step" if mode == "train" else "infer_step"
-            first = timed(getattr(mine, step))  # includes Numba's compile or cache load on a first call
+            first = mine.step(mode)  # includes Numba's compile or cache load on a first call
             if theirs:
-                timed(getattr(theirs, step))
+                theirs.step(mode)
             times = {"minires": [], "torch": []}
             for _ in range(args.runs):
-                times["minires"].append(timed(getattr(mine, step)))
+                times["minires"].append(mine.step(mode))
                 if theirs:
-                    times["torch"].append(timed(getattr(theirs, step)))
+                    times["torch"].append(theirs.step(mode))
             batch = config[1]
             ips = {k: batch / statistics.median(v) for k, v in times.items() if v}
             line = f"{text:<22} {mode:<5}  minires {ips['minires']:8.1f} img/s (first call {first:.2f} s)"
@@ -241,6 +279,9 @@ def main():
                 line += f"   torch {ips['torch']:8.1f} img/s   ratio {ips['minires'] / ips['torch']:.2f}x"
             print(line, flush=True)
             results.append((text, mode, ips))
+        for w in (mine, theirs):
+            if w:
+                w.close()
     if args.memory:
         print("\npeak RSS of a training step (fresh process each; MB): baseline after setup -> peak")
         for text in args.config or DEFAULT_CONFIGS[:1]:

@@ -4,6 +4,7 @@ Installed as ``minires.kernels``. Every kernel has a NumPy reference (array-modu
 have faster versions registered beside it; see ``_dispatch`` for how one is picked.
 """
 from ._dispatch import CPU_BACKENDS, Kernel, get_kernels, set_kernels
+from ._malloc import MALLOC_TUNED
 from .batchnorm import bn_backward, bn_forward, bn_stats, bn_train_forward
 from .elementwise import add_relu, relu_backward
 from .optim import sgd_update
@@ -12,7 +13,7 @@ from .pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpoo
 from ._scratch import pooled, recycle, release_scratch, scratch
 
 __all__ = [
-    "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels",
+    "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels", "MALLOC_TUNED",
     "im2col", "col2im", "conv_out_size",
     "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
     "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "add_relu", "relu_backward", "sgd_update", "scratch", "pooled", "recycle", "release_scratch",
