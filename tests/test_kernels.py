@@ -122,6 +122,40 @@ def test_scratch_reuses_one_buffer_per_thread():
     kernels.release_scratch()
 
 
+def test_pool_gives_back_recycled_buffers_of_the_same_size():
+    kernels.release_scratch()
+    like = np.empty(0)
+    a, b = kernels.pooled(like, (4, 100), np.float32), kernels.pooled(like, (4, 100), np.float32)
+    assert a.flags.c_contiguous and a.shape == (4, 100) and not np.shares_memory(a, b)
+    kernels.recycle(a)
+    c = kernels.pooled(like, (100, 2), np.float64)  # the same bytes: a's buffer again
+    assert c.shape == (100, 2) and c.dtype == np.float64 and np.shares_memory(a, c)
+    kernels.recycle(b)
+    d = kernels.pooled(like, (3,), np.float32)  # no buffer of its size: the pool is emptied
+    kernels.recycle(c)
+    e = kernels.pooled(like, (4, 100), np.float32)
+    assert np.shares_memory(e, a) and not np.shares_memory(e, b)  # c's (a's) buffer came back; b's was dropped
+    kernels.release_scratch()
+    assert not np.shares_memory(kernels.pooled(like, (3,), np.float32), d)
+
+
+def test_a_training_step_reuses_the_kept_col_of_the_previous_one():
+    """conv2d keeps col for the weight gradient; backward gives it back, and the next step's forward
+    takes the same memory; with retain_graph it stays with the graph until the last backward."""
+    kernels.release_scratch()
+    rng = np.random.default_rng(0)
+    x = minires.tensor(rng.standard_normal((2, 3, 8, 8)))
+    w = minires.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    cols = []
+    for retain in (False, False, True):
+        y = F.conv2d(x, w, padding=1)
+        cols.append(y._node.saved_tensors[2])
+        y.sum().backward(retain_graph=retain)
+    assert np.shares_memory(cols[0], cols[1]) and np.shares_memory(cols[1], cols[2])
+    assert y._node.saved_tensors[2] is cols[2]  # retained: not given back
+    kernels.release_scratch()
+
+
 # ---------------------------------------------------------------- pooling
 
 # (x shape, kernel, stride, padding, dilation, ceil_mode)

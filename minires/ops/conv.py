@@ -14,7 +14,9 @@ When the weight's gradient will be needed, col is kept for it (in place of x) ra
 a second im2col in backward: kh*kw times x's memory until the backward, in buffers the next
 step's forward takes again (kernels.pooled; recycled when the node is released), so the kept
 cols cost no page faults of fresh memory after the first step. Otherwise (inference, frozen
-weights) col, like gcol, lives only until its GEMM has read it, in reused scratch memory.
+weights) col, like gcol, lives only until its GEMM has read it, in reused scratch memory, and the
+forward works through the batch in chunks of images small enough for their col to stay in cache
+(see _chunks): one GEMM per group and chunk, each writing its block of y.
 """
 import logging
 
