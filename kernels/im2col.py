@@ -23,9 +23,10 @@ from ._xp import array_module
 __all__ = ["im2col", "col2im", "conv_out_size"]
 
 
-def _col_array(x, ksize, ohw, out):
-    """im2col's output as (C, kh, kw, N, Ho, Wo): ``out`` (C-contiguous, (C*kh*kw, N*Ho*Wo)) or new."""
-    n, c = x.shape[:2]
+def _col_array(x, n, ksize, ohw, out):
+    """im2col's output as (C, kh, kw, n, Ho, Wo) for n images: ``out`` (C-contiguous, (C*kh*kw, n*Ho*Wo))
+    or new."""
+    c = x.shape[1]
     shape = (c, *ksize, n, *ohw)
     if out is None:
         return array_module(x).empty(shape, dtype=x.dtype)
@@ -36,14 +37,17 @@ def _col_array(x, ksize, ohw, out):
 
 
 @kernel
-def im2col(x, ksize, stride, padding, dilation, out=None):
+def im2col(x, ksize, stride, padding, dilation, out=None, images=None):
     """x (N, C, H, W) -> col (C*kh*kw, N*Ho*Wo), C-contiguous: written into ``out`` if given, else a new
-    array. One strided copy per tap."""
+    array. images=(n0, n1): col of those images only (for conv2d's chunks; the Numba version then
+    reads them in place, where x[n0:n1] of channel-major x would be copied to a contiguous array).
+    One strided copy per tap."""
     xp = array_module(x)
+    x = x if images is None else x[images[0]:images[1]]
     n, c, h, w = x.shape
     (kh, kw), ohw = ksize, out_hw((h, w), ksize, stride, padding, dilation)
     xpad = pad(xp, x, padding).transpose(1, 0, 2, 3)
-    col = _col_array(x, ksize, ohw, out)
+    col = _col_array(x, n, ksize, ohw, out)
     for i in range(kh):
         for j in range(kw):
             col[:, i, j] = xpad[(..., *tap_slices(i, j, ohw, stride, dilation))]
@@ -51,29 +55,31 @@ def im2col(x, ksize, stride, padding, dilation, out=None):
 
 
 @im2col.register("numba")
-def _im2col_numba(x, ksize, stride, padding, dilation, out=None):
+def _im2col_numba(x, ksize, stride, padding, dilation, out=None, images=None):
     """Numba, parallel over the C*kh*kw rows of col (so the 3-channel stem splits evenly too)."""
-    n, c, h, w = x.shape
+    n0, n1 = (0, x.shape[0]) if images is None else images
+    c, h, w = x.shape[1:]
     cm = is_channel_major(x)
-    col = _col_array(x, ksize, out_hw((h, w), ksize, stride, padding, dilation), out)
-    _im2col_loops(canonical(x, cm), cm, col, *stride, *padding, *dilation)
+    col = _col_array(x, n1 - n0, ksize, out_hw((h, w), ksize, stride, padding, dilation), out)
+    _im2col_loops(canonical(x, cm), cm, n0, col, *stride, *padding, *dilation)
     return col.reshape(c * ksize[0] * ksize[1], -1)
 
 
 @njit(cache=True, parallel=True)
-def _im2col_loops(x, cm, col, sh, sw, ph, pw, dh, dw):
-    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> col (C, kh, kw, N, Ho, Wo), C-contiguous.
+def _im2col_loops(x, cm, n0, col, sh, sw, ph, pw, dh, dw):
+    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> col (C, kh, kw, n, Ho, Wo), C-contiguous,
+    of images n0..n0+n.
     Loops: rows (c, i, j) of col in parallel, each filled by _im2col_row, which Numba inlines
     (inline="always"): an ordinary njit callee, once loaded from the disk cache, is called rather
     than inlined, and ran 1.5x slower on stride 2."""
     nc, kh, kw = col.shape[:3]
     for r in prange(nc * kh * kw):
-        _im2col_row(x, cm, col, r // (kh * kw), r // kw % kh, r % kw, sh, sw, ph, pw, dh, dw)
+        _im2col_row(x, cm, n0, col, r // (kh * kw), r // kw % kh, r % kw, sh, sw, ph, pw, dh, dw)
 
 
 @njit(inline="always")
-def _im2col_row(x, cm, col, c, i, j, sh, sw, ph, pw, dh, dw):
-    """col[c, i, j, n, y, :] = row y*sh + i*dh - ph of plane (n, c) sampled at x*sw + j*dw - pw, zero
+def _im2col_row(x, cm, n0, col, c, i, j, sh, sw, ph, pw, dh, dw):
+    """col[c, i, j, n, y, :] = row y*sh + i*dh - ph of plane (n0 + n, c) sampled at x*sw + j*dw - pw, zero
     outside the image. Loops: n > y > x, the last a contiguous write (a strided read when sw > 1)."""
     nb, ho, wo = col.shape[3:]
     h, w = x.shape[2], x.shape[3]
@@ -82,7 +88,7 @@ def _im2col_row(x, cm, col, c, i, j, sh, sw, ph, pw, dh, dw):
     ux0, ux1, uwo, usw = uint64(x0), uint64(x1), uint64(wo), uint64(sw)
     src0 = uint64(x0 * sw + j * dw - pw)  # input column of output column x0
     for n in range(nb):
-        src, dst = x[c, n] if cm else x[n, c], col[c, i, j, n]
+        src, dst = x[c, n0 + n] if cm else x[n0 + n, c], col[c, i, j, n]
         for y in range(ho):
             out = uint64(y)
             if y < y0 or y >= y1:

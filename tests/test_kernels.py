@@ -97,6 +97,12 @@ def test_im2col_col2im_equal_reference(case, layout, dtype, rng):
     assert gx.swapaxes(0, 1).flags.c_contiguous  # channel-major, as the reference
     np.testing.assert_array_equal(gx, ref)  # the same additions in the same order
 
+    n = shape[0]
+    for images in ((0, n), (n - 1, n), (0, max(n - 1, 1))):  # conv2d's chunks of images
+        got, want = both(kernels.im2col, x, *geometry, None, images)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, kernels.im2col.impls["numpy"](x[images[0]:images[1]], *geometry))
+
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_im2col_writes_into_out_and_checks_it(backend, rng):

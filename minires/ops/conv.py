@@ -46,13 +46,15 @@ def from_channel_major(a, n):
     return a.reshape(a.shape[0], n, -1).transpose(1, 0, 2)
 
 
-def _columns(x, geometry, ohw, memory=kernels.scratch):
-    """x's col (C*kh*kw, N*Ho*Wo): x itself for a 1x1 stride-1 convolution, else im2col into
-    ``memory`` (kernels.scratch or kernels.pooled)."""
+def _columns(x, geometry, ohw, memory=kernels.scratch, images=None):
+    """The col (C*kh*kw, n*Ho*Wo) of x's images n0..n1 (all by default): those images of x
+    themselves for a 1x1 stride-1 convolution, else im2col into ``memory`` (kernels.scratch or
+    kernels.pooled)."""
+    n0, n1 = (0, x.shape[0]) if images is None else images
     if _is_pointwise(*geometry):
-        return channel_major(x)
-    rows, cols = x.shape[1] * geometry[0][0] * geometry[0][1], x.shape[0] * ohw[0] * ohw[1]
-    return kernels.im2col(x, *geometry, out=memory(x, (rows, cols), x.dtype))
+        return channel_major(x[n0:n1])
+    rows, cols = x.shape[1] * geometry[0][0] * geometry[0][1], (n1 - n0) * ohw[0] * ohw[1]
+    return kernels.im2col(x, *geometry, out=memory(x, (rows, cols), x.dtype), images=images)
 
 
 class Conv2d(Function):
@@ -71,7 +73,7 @@ class Conv2d(Function):
         w = weight.reshape(groups, weight.shape[0] // groups, -1)
         y = xp.empty((weight.shape[0], x.shape[0], *ohw), dtype=x.dtype)  # channel-major
         for n0, n1 in chunks:
-            col = _columns(x[n0:n1], geometry, ohw, kernels.pooled if keep_col else kernels.scratch)
+            col = _columns(x, geometry, ohw, kernels.pooled if keep_col else kernels.scratch, (n0, n1))
             xp.matmul(w, col.reshape(groups, -1, col.shape[1]), out=_grouped(y[:, n0:n1], groups))
         if bias is not None:
             y += bias[:, None, None, None]
