@@ -28,11 +28,7 @@ def add_relu(a, b):
 
 @add_relu.register("numba")
 def _add_relu_numba(a, b):
-    cm = _cm(a)
-    ac, bc = canonical(a, cm), canonical(b, cm)
-    out = np.empty_like(ac)
-    _add_relu_loops(ac.reshape(-1), bc.reshape(-1), out.reshape(-1))
-    return restore(out, cm).reshape(a.shape)  # reshape: 0-d arrays come back 1-d from canonical
+    return _flat(_add_relu_loops, a, b, layout_of=a)
 
 
 @njit(cache=True, parallel=True)
@@ -53,11 +49,7 @@ def relu_backward(g, out):
 
 @relu_backward.register("numba")
 def _relu_backward_numba(g, out):
-    cm = _cm(out)
-    gc, oc = canonical(g, cm), canonical(out, cm)
-    gx = np.empty_like(gc)
-    _relu_backward_loops(gc.reshape(-1), oc.reshape(-1), gx.reshape(-1))
-    return restore(gx, cm).reshape(g.shape)
+    return _flat(_relu_backward_loops, g, out, layout_of=out)
 
 
 @njit(cache=True, parallel=True)
@@ -69,6 +61,11 @@ def _relu_backward_loops(g, out, gx):
             gx[i] = g[i] if out[i] > 0 else zero
 
 
-def _cm(a):
-    """Whether a is channel-major; arrays of fewer than two axes are treated as contiguous."""
-    return a.ndim >= 2 and is_channel_major(a)
+def _flat(loops, a, b, layout_of):
+    """loops(a, b, result) on a and b flattened in the memory layout of ``layout_of`` (one of them;
+    arrays of fewer than two axes count as NCHW): the result, of a's shape, in that layout."""
+    cm = layout_of.ndim >= 2 and is_channel_major(layout_of)
+    ac, bc = canonical(a, cm), canonical(b, cm)
+    result = np.empty_like(ac)
+    loops(ac.reshape(-1), bc.reshape(-1), result.reshape(-1))
+    return restore(result, cm).reshape(a.shape)  # reshape: 0-d arrays come back 1-d from canonical
