@@ -5,7 +5,6 @@ scaled terms); the Numba version is one pass over both cores, reading p, grad an
 buffer once and writing p and the buffer once. Its arithmetic is the reference's, in the
 parameter's dtype and order, so the two agree exactly.
 """
-import numpy as np
 from numba import njit, prange
 
 from ._dispatch import kernel

@@ -3,7 +3,7 @@
     buf = d (first step), else momentum * buf + (1 - dampening) * d
     d = d + momentum * buf (nesterov) or buf
     p = p - lr * d
-one pass per parameter (kernels.sgd_update).
+Each step is one pass over each parameter (kernels.sgd_update).
 """
 from .. import kernels
 from ..backend import array_module
