@@ -82,8 +82,8 @@ class Runner:
     """One framework's model, input and step functions for one configuration."""
 
     def __init__(self, framework, config, dtype, torch=None):
+        import minires  # before NumPy, as minires's users import it: see minires/_openblas.py
         import numpy as np
-        import minires
         self.framework, (name, batch, size, small) = framework, config
         rng = np.random.default_rng(0)
         self.x = rng.standard_normal((batch, 3, size, size)).astype(dtype)

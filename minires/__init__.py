@@ -7,6 +7,7 @@
     models/      ResNets in torchvision's layout       serialization  save/load (.npz files)
     summary      layers, parameters and MACs
 """
+from . import _openblas  # noqa: F401  first of all: before NumPy loads OpenBLAS
 from .tensor import Tensor, is_grad_enabled, no_grad  # first: the ops import Tensor
 from . import functional, kernels, models, nn, optim  # noqa: E402
 from .function import Function  # noqa: E402

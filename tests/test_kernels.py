@@ -476,6 +476,19 @@ def test_malloc_tuning_reuses_freed_large_blocks():
     assert out.returncode != 0 and "MINIRES_MALLOC" in out.stderr and "jemalloc" in out.stderr
 
 
+def test_openblas_threads_are_told_to_sleep_when_minires_comes_first():
+    """minires sets OPENBLAS_THREAD_TIMEOUT=4 when imported before NumPy (when OpenBLAS reads it),
+    keeps a value already set, and cannot act once NumPy is loaded."""
+    code = "import {first}, os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    runs = {"minires": "4", "numpy, minires": "None"}
+    for first, want in runs.items():
+        out = subprocess.run([sys.executable, "-c", code.format(first=first)], env=env, capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.strip() == want, (first, out.stdout, out.stderr)
+    out = run_python(code.format(first="minires"), OPENBLAS_THREAD_TIMEOUT="10")
+    assert out.stdout.strip() == "10", out.stderr
+
+
 def test_environment_variable_selects_kernels():
     code = "import minires; print(minires.get_kernels())"
     for name in ("numpy", "numba"):
