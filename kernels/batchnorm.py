@@ -93,15 +93,20 @@ def _bn_forward_numba(x, mean, invstd, weight, bias, relu=False):
 @njit(cache=True, parallel=True)
 def _bn_forward_loops(x, cm, scale, shift, relu, y):
     """x, y (C, N, L) if cm else (N, C, L), C-contiguous: y[n, c, l] = x[n, c, l] * scale[c] + shift[c],
-    then max(y, 0) if relu (NaN kept, as np.maximum). Loops: rows (c, n) in parallel > l (vectorized)."""
+    then max(y, 0) if relu (NaN kept, as np.maximum). Loops: rows (c, n) in parallel > _affine_row."""
     nc, nb = (x.shape[0], x.shape[1]) if cm else (x.shape[1], x.shape[0])
     for r in prange(nc * nb):
         c, n = r // nb, r % nb
         src, dst = (x[c, n], y[c, n]) if cm else (x[n, c], y[n, c])
-        a, b = scale[c], shift[c]
-        for l in range(src.size):
-            v = src[l] * a + b
-            dst[l] = 0 if relu and v < 0 else v
+        _affine_row(src, dst, scale[c], shift[c], relu)
+
+
+@njit(inline="always")
+def _affine_row(src, dst, a, b, relu):
+    """dst = src * a + b, then 0 where that is < 0 if relu (NaN kept). One contiguous row, vectorized."""
+    for l in range(src.size):
+        v = src[l] * a + b
+        dst[l] = 0 if relu and v < 0 else v
 
 
 @kernel
@@ -132,7 +137,7 @@ def _bn_train_forward_numba(x, weight, bias, eps, relu=False):
 def _bn_train_forward_loops(x, cm, weight, bias, eps, relu, y, stats):
     """x, y (C, N, L) if cm else (N, C, L), C-contiguous; stats (3, C) in x's dtype: mean, var,
     invstd = 1 / sqrt(var + eps), then y as _bn_forward_loops with scale = weight * invstd,
-    shift = bias - mean * scale. Loops: channels in parallel > _channel_stats, then n > l."""
+    shift = bias - mean * scale. Loops: channels in parallel > _channel_stats, then n > _affine_row."""
     one = x.dtype.type(1)
     for c in prange(weight.size):
         mu, var = _channel_stats(x, cm, c)
@@ -143,9 +148,7 @@ def _bn_train_forward_loops(x, cm, weight, bias, eps, relu, y, stats):
         stats[0, c], stats[1, c], stats[2, c] = mean, v, invstd
         for n in range(x.shape[1] if cm else x.shape[0]):
             src, dst = (x[c, n], y[c, n]) if cm else (x[n, c], y[n, c])
-            for l in range(src.size):
-                t = src[l] * a + b
-                dst[l] = 0 if relu and t < 0 else t
+            _affine_row(src, dst, a, b, relu)
 
 
 @kernel

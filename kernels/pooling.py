@@ -71,13 +71,13 @@ def _maxpool_forward_loops(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
             for ix in range(w):
                 by_rows &= src[iy, ix] == src[iy, ix]  # False from the first NaN on
         if by_rows:
-            _maxpool_rows(src, y[p], arg[p], rows, kw, sw, ph, pw, sh, dh, dw)
+            _maxpool_rows(src, y[p], arg[p], rows, kw, sh, sw, ph, pw, dh, dw)
         else:
             _maxpool_windows(src, y[p], arg[p], rows, cols, kw, sh, sw, ph, pw, dh, dw)
 
 
 @njit(inline="always")
-def _maxpool_rows(src, out, idx, rows, kw, sw, ph, pw, sh, dh, dw):
+def _maxpool_rows(src, out, idx, rows, kw, sh, sw, ph, pw, dh, dw):
     """One NaN-free plane, an output row at a time: the row starts at -inf, then each tap (i, j) in
     window order updates the outputs its column range reaches where its value is greater (the first
     maximum wins ties, as in window order). Loops: oy > i > j > _update_row."""
