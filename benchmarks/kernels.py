@@ -6,7 +6,8 @@
 
 Every kernel (im2col, into preallocated memory as conv2d calls it; col2im; max/avg pooling forward
 and backward; batch-norm statistics, normalization, the two fused for training, and backward,
-alone and with the fused ReLU; relu(a + b) and the ReLU's backward; the SGD update)
+alone and with the fused ReLU; relu(a + b) and the ReLU's backward; the SGD update; Winograd
+F(4x4, 3x3)'s weight, input and output transforms, on the stride-1 3x3 layers that conv2d runs it on)
 runs in each implementation: the NumPy reference, Numba, and on a
 machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
 registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
@@ -38,10 +39,12 @@ from numba import njit, prange
 from minires import kernels
 from minires.kernels._geometry import pool_out_size
 from minires.kernels.pooling import avgpool_divisor
+from minires.ops.conv import WINOGRAD_MIN_HW
 
 KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
            "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "bn_forward+relu", "bn_train_forward+relu",
-           "bn_backward+relu", "add_relu", "relu_backward", "sgd_update"]  # +relu: relu=True
+           "bn_backward+relu", "add_relu", "relu_backward", "sgd_update",
+           "winograd_weights", "winograd_input", "winograd_output"]  # +relu: relu=True
 
 
 def parse_args(argv=None):
@@ -88,17 +91,26 @@ def resnet_layers(depth, batch, size):
     return layers + [("params", ((25_557_032 if bottleneck else 11_689_512),), None)]
 
 
+def is_winograd(kind, shape, geo):
+    """Whether conv2d runs this layer's convolution as Winograd F(4x4, 3x3) (minires/ops/conv.py)."""
+    return kind == "conv" and geo == (3, 1, 1) and min(shape[2:]) >= WINOGRAD_MIN_HW
+
+
 def kernel_calls(layers):
     """{(kernel, shape, geometry): calls per training step}: a convolution runs im2col in forward
     (its col kept for backward) and col2im in backward (not for the stem, whose input needs no
-    gradient); a batch norm bn_train_forward and bn_backward (most with the fused ReLU: counted
+    gradient), or where it is Winograd, im2col (the col for the weight's gradient) and the three
+    Winograd transforms once in forward and once for the input's gradient; a batch norm bn_train_forward and bn_backward (most with the fused ReLU: counted
     without); a residual addition add_relu and relu_backward; max pooling its forward and backward;
     SGD one sgd_update over every parameter."""
     names_of = {"bn": ["bn_train_forward", "bn_backward"], "add": ["add_relu", "relu_backward"],
                 "pool": ["maxpool_forward", "maxpool_backward"], "params": ["sgd_update"]}
     calls = {}
     for kind, shape, geo in layers:
-        names = ["im2col"] + (["col2im"] if shape[1] != 3 else []) if kind == "conv" else names_of[kind]
+        if is_winograd(kind, shape, geo):
+            names = ["im2col"] + 2 * ["winograd_weights", "winograd_input", "winograd_output"]
+        else:
+            names = ["im2col"] + (["col2im"] if shape[1] != 3 else []) if kind == "conv" else names_of[kind]
         for name in names:
             calls[(name, shape, geo)] = calls.get((name, shape, geo), 0) + 1
     return calls
@@ -113,6 +125,8 @@ def cases(batch, size, quick):
         bn = (batch, 256, c56[2], c56[3])
         picked = {("im2col", c56, (3, 1, 1)), ("col2im", c56, (3, 1, 1)), ("maxpool_forward", c112, (3, 2, 1)),
                   ("maxpool_backward", c112, (3, 2, 1)), ("avgpool_forward", c112, (3, 2, 1)),
+                  ("winograd_weights", c56, (3, 1, 1)), ("winograd_input", c56, (3, 1, 1)),
+                  ("winograd_output", c56, (3, 1, 1)),
                   ("avgpool_backward", c112, (3, 2, 1)), ("sgd_update", (11_689_512,), None)}
         picked |= {(name, bn, None) for name in KERNELS if name.startswith(("bn", "add", "relu"))}
     else:
@@ -145,6 +159,16 @@ def make_call(name, shape, geo, rng):
     x = rng.standard_normal(shape, dtype=np.float32)
     x = x if shape[1] == 3 else channel_major(x)
     n, c, h, w = shape
+    if name.startswith("winograd"):  # a C -> C channel, padding-1 layer; flops of the dense products
+        slots = n * kernels.winograd_slots((h, w))
+        v = np.empty((6, 6, c, slots), np.float32)
+        if name == "winograd_weights":
+            wt, u = rng.standard_normal((c, c, 3, 3), dtype=np.float32), np.empty((6, 6, c, c), np.float32)
+            return (wt, u), wt.nbytes + u.nbytes, c * c * 324
+        if name == "winograd_input":
+            return (x, (1, 1), v), x.nbytes + v.nbytes, v.size * 22
+        return (rng.standard_normal(v.shape, dtype=np.float32), np.empty((c, n, h, w), np.float32)), \
+            v.nbytes + x.nbytes, c * slots * 40 * 11
     if name in ("im2col", "col2im"):
         k, s, p = geo
         g = ((k, k), (s, s), (p, p), (1, 1))
@@ -256,7 +280,7 @@ def probe_first_calls():
     rng = np.random.default_rng(0)
     out = {}
     for name in KERNELS:
-        geo = (3, 2, 1) if name in ("im2col", "col2im") or "pool" in name else None
+        geo = (3, 2, 1) if name in ("im2col", "col2im") or "pool" in name else (3, 1, 1) if "winograd" in name else None
         args, _, _ = make_call(name, (1000,) if name == "sgd_update" else (2, 4, 9, 9), geo, rng)
         f = kernel_of(name).impls["numba"]
         t = time.perf_counter()

@@ -36,10 +36,11 @@ def parse_args(argv=None):
     p.add_argument("--modes", default="train,infer", help="comma-separated: train, infer")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--memory", action="store_true", help="also measure peak RSS of one training step per framework")
-    p.add_argument("--breakdown", action="store_true", help="also time minires's training step per op and kernel")
+    p.add_argument("--breakdown", action="store_true", help="also time minires's steps per op and kernel")
     p.add_argument("--no-torch", action="store_true", help="minires alone")
     p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DTYPE"), help=argparse.SUPPRESS)
+    p.add_argument("--profile", nargs=2, metavar=("CONFIG", "DTYPE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -156,12 +157,24 @@ def op_timers(totals):
             setattr(owner, attr, value)
 
 
-def breakdown(runner, steps):
-    """Print the median step time and, per op and kernel, the seconds per step and share of it."""
+def breakdown(config, dtype, modes, steps):
+    """In a minires process of its own (as its timed runs): for each mode, print the median step time
+    and, per op and kernel, the seconds per step and share of it."""
+    runner = Runner("minires", parse_config(config), dtype)
+    for mode in modes.split(","):
+        print(f"\nwhere minires's {'training step' if mode == 'train' else 'inference'} spends its time: "
+              f"{config} (median of {steps} steps after one)")
+        step = runner.train_step if mode == "train" else runner.infer_step
+        step()
+        print_breakdown(step, steps)
+
+
+def print_breakdown(step_fn, steps):
+    """The median of steps timed calls of step_fn, and per op and kernel the seconds per call and share."""
     totals, times = collections.defaultdict(float), []
     with op_timers(totals):
         for _ in range(steps):
-            times.append(timed(runner.train_step))
+            times.append(timed(step_fn))
     step = statistics.median(times)
     ops = sum(v for k, v in totals.items() if k.startswith("op ")) / steps
     print(f"  step {step:.3f} s; in ops (forward + backward, inclusive) {ops:.3f} s, outside them "
@@ -249,6 +262,8 @@ def main():
         return child(*args.child)
     if args.worker:
         return worker(*args.worker)
+    if args.profile:
+        return breakdown(*args.profile, args.modes, args.runs)
     import numpy as np
     import numba
     import minires
@@ -293,8 +308,9 @@ def main():
             print(line)
     if args.breakdown:
         for text in args.config or DEFAULT_CONFIGS:
-            print(f"\nwhere minires's training step spends its time: {text} (median of {args.runs} steps)")
-            breakdown(Runner("minires", parse_config(text), args.dtype), args.runs)
+            sys.stdout.flush()
+            subprocess.run([sys.executable, __file__, "--profile", text, args.dtype, "--modes", args.modes,
+                            "--runs", str(args.runs), "--threads", str(args.threads)], check=True)
     if torch:
         print("\nthroughput ratio minires / torch: " + ", ".join(f"{c} {m} {r['minires'] / r['torch']:.2f}x" for c, m, r in results))
 

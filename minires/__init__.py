@@ -13,6 +13,7 @@ from . import functional, kernels, models, nn, optim  # noqa: E402
 from .function import Function  # noqa: E402
 from .gradcheck import GradcheckError, gradcheck  # noqa: E402
 from .kernels import get_kernels, set_kernels  # noqa: E402
+from .ops.conv import get_winograd, set_winograd  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from .summary import summary  # noqa: E402
@@ -28,5 +29,5 @@ def tensor(data, dtype=None, requires_grad=False):
 
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
-           "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "manual_seed",
+           "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd", "manual_seed",
            "models", "save", "load", "summary"]

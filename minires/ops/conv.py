@@ -10,6 +10,10 @@ Backward:  gweight[g] = gy[g] @ col[g]^T,  gcol[g] = weight[g]^T @ gy[g],  gx = 
 Kernel taps that read only padding for every output are dropped before any of this (a 3x3, padding-1
 convolution of 1x1 maps is a 1x1 convolution: a plain GEMM, 9x less arithmetic); slicing the weight
 through the autograd graph gives those taps their zero gradient.
+A stride-1 3x3 convolution on maps large enough runs Winograd F(4x4, 3x3) instead (kernels/winograd.py:
+4x fewer multiply-adds, float32 results within about 1e-6 relative of im2col's), in its forward and
+for the input's gradient (a 3x3 convolution of gy with the flipped, transposed weight); see
+_winograd for where it pays and set_winograd to turn it off.
 When the weight's gradient will be needed, col is kept for it (in place of x) rather than redone by
 a second im2col in backward: kh*kw times x's memory until the backward, in buffers the next
 step's forward takes again (kernels.pooled; recycled when the node is released), so the kept
@@ -19,6 +23,7 @@ forward works through the batch in chunks of images small enough for their col t
 (see _chunks): one GEMM per group and chunk, each writing its block of y.
 """
 import logging
+import os
 
 import numpy as np
 
@@ -30,6 +35,24 @@ from .checks import pair, positive_output, same_dtype, tensor_arg
 
 
 log = logging.getLogger(__name__)  # debug: which scheme each convolution shape runs
+_WINOGRAD_ENV = os.environ.get("MINIRES_WINOGRAD", "1").strip()
+if _WINOGRAD_ENV not in ("0", "1"):
+    raise ValueError(f"MINIRES_WINOGRAD must be 0 or 1, got {_WINOGRAD_ENV!r}")
+_use_winograd = _WINOGRAD_ENV == "1"
+
+
+def set_winograd(enabled):
+    """Let stride-1 3x3 convolutions run Winograd F(4x4, 3x3) where it pays (True, the default, or
+    MINIRES_WINOGRAD=1), or always im2col + GEMM (False): slower, closer to exact in float32."""
+    global _use_winograd
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_winograd: expected True or False, got {enabled!r}")
+    _use_winograd = enabled
+
+
+def get_winograd():
+    """Whether stride-1 3x3 convolutions may run Winograd F(4x4, 3x3)."""
+    return _use_winograd
 
 
 def _is_pointwise(ksize, stride, padding, dilation):
@@ -44,6 +67,22 @@ def channel_major(a):
 def from_channel_major(a, n):
     """(C, N*H*W) plus N -> the (N, C, H, W) view of it."""
     return a.reshape(a.shape[0], n, -1).transpose(1, 0, 2)
+
+
+def _winograd(x, geometry, groups, ohw):
+    """Whether this convolution runs Winograd F(4x4, 3x3): 3x3, stride 1, no dilation, one group,
+    padding <= 2 (so that the input's gradient is one too), float32/64 NumPy arrays, and maps of at
+    least WINOGRAD_MIN_HW outputs a side. Measured on 2 cores, inference forward: 1.3-2.2x faster
+    than im2col + GEMM on 28x28 to 56x56 maps, even at 16x16, 0.5-1.0x at 14x14, where the
+    transforms' short rows of tiles and the GEMMs over few tiles cost more than the 4x fewer
+    multiply-adds save."""
+    ksize, stride, padding, dilation = geometry
+    return (_use_winograd and ksize == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
+            and max(padding) <= 2 and min(ohw) >= WINOGRAD_MIN_HW and isinstance(x, np.ndarray)
+            and x.dtype in (np.float32, np.float64))
+
+
+WINOGRAD_MIN_HW = 24
 
 
 def _columns(x, geometry, ohw, memory=kernels.scratch, images=None):
@@ -64,17 +103,22 @@ class Conv2d(Function):
         geometry = weight.shape[2:], stride, padding, dilation
         # col kept for the weight's gradient is made for the whole batch; otherwise chunk by chunk
         keep_col = ctx.needs_input_grad[1] and not _is_pointwise(*geometry)
-        chunks = [(0, x.shape[0])] if keep_col else _chunks(x, geometry, ohw)
+        ctx.winograd = _winograd(x, geometry, groups, ohw)
+        chunks = [(0, x.shape[0])] if keep_col else [] if ctx.winograd else _chunks(x, geometry, ohw)
         if log.isEnabledFor(logging.DEBUG):
             scheme = "1x1: plain GEMM on x" if _is_pointwise(*geometry) else (
-                f"im2col ({kernels.get_kernels()}) + GEMM, {len(chunks)} chunk(s) of images")
+                f"Winograd F(4x4, 3x3) ({kernels.get_kernels()})" + (", im2col kept for the weight's gradient" if keep_col else "")
+                if ctx.winograd else f"im2col ({kernels.get_kernels()}) + GEMM, {len(chunks)} chunk(s) of images")
             log.debug("conv2d x%s w%s stride %s padding %s dilation %s groups %d: %s",
                       x.shape, weight.shape, stride, padding, dilation, groups, scheme)
         w = weight.reshape(groups, weight.shape[0] // groups, -1)
         y = xp.empty((weight.shape[0], x.shape[0], *ohw), dtype=x.dtype)  # channel-major
         for n0, n1 in chunks:
             col = _columns(x, geometry, ohw, kernels.pooled if keep_col else kernels.scratch, (n0, n1))
-            xp.matmul(w, col.reshape(groups, -1, col.shape[1]), out=_grouped(y[:, n0:n1], groups))
+            if not ctx.winograd:
+                xp.matmul(w, col.reshape(groups, -1, col.shape[1]), out=_grouped(y[:, n0:n1], groups))
+        if ctx.winograd:
+            kernels.winograd_conv3x3(x, weight, padding, out=y)
         if bias is not None:
             y += bias[:, None, None, None]
         ctx.save_for_backward(None if keep_col else x, weight, col if keep_col else None)
@@ -90,7 +134,11 @@ class Conv2d(Function):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             wt = weight.reshape(groups, cout // groups, -1).swapaxes(1, 2)
-            if _is_pointwise(*ctx.geometry):  # gcol is gx itself
+            if ctx.winograd:  # gx = 3x3 convolution of gy, padded 2 - p, with the flipped weight, (C, Cout)
+                n, c, h, w = ctx.x_shape
+                gx = kernels.winograd_conv3x3(g, weight[:, :, ::-1, ::-1].swapaxes(0, 1), tuple(2 - p for p in ctx.geometry[2]),
+                                              out=xp.empty((c, n, h, w), g.dtype)).transpose(1, 0, 2, 3)
+            elif _is_pointwise(*ctx.geometry):  # gcol is gx itself
                 gx = from_channel_major(xp.matmul(wt, gy).reshape(-1, gy.shape[2]), g.shape[0]).reshape(ctx.x_shape)
             else:
                 gcol = xp.matmul(wt, gy, out=kernels.scratch(g, (groups, wt.shape[1], gy.shape[2]), g.dtype))

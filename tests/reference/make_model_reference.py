@@ -12,7 +12,7 @@ weights) and below 1e-4 in float32. For float32 the weights keep every ReLU inpu
 at 0 (draw_state's margin): a value within float32 rounding of 0 could fall on either side in two
 implementations and change its gradient entirely.
 
-The inputs are 64x64, so that layer4 sees 2x2 maps and its batch norms 16 values per channel: at
+The inputs are 64x64 (32x32 with the small-input stem), so that layer4 sees 2x2 (4x4) maps and its batch norms 16 values per channel: at
 1x1 (32x32 inputs), 4 values per channel make training-mode batch norm so ill-conditioned that
 PyTorch's own float32 gradients are 1e-3 off its float64 ones.
 
@@ -34,6 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = {
     "resnet18": ("resnet18", {"num_classes": 10}, (4, 3, 64, 64), 18),
     "resnet50": ("resnet50", {"num_classes": 10}, (4, 3, 64, 64), 50),
+    # the small-input stem keeps 32x32 maps in layer1: its convolutions run Winograd F(4x4, 3x3)
+    "resnet18_small": ("resnet18", {"num_classes": 10, "small_input": True}, (2, 3, 32, 32), 19),
 }
 TOL = {"float32": 1e-4, "float64": 1e-9}
 MARGIN = {"float32": 4.0, "float64": 0.0}  # draw_state's margin for the check in each precision

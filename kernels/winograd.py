@@ -1,0 +1,239 @@
+"""Winograd F(4x4, 3x3): a stride-1 3x3 convolution with 4x fewer multiplications than im2col + GEMM,
+traded for cheap linear transforms of its input and output (Lavin and Gray, 2016; points 0, +-1,
++-2, inf).
+
+The output is cut into 4x4 tiles; each reads a 6x6 input tile d (neighbours overlap by 2 pixels) and
+    y_tile = A^T [ sum over c of (G g G^T) * (B^T d B) ] A        (* elementwise, 6x6)
+For a whole layer the sum over input channels of the 36 elementwise products is 36 GEMMs:
+    U = winograd_weights(weight)    (6, 6, Cout, C)     U[a, b] = (G g G^T)[a, b] per (k, c)
+    V = winograd_input(x)           (6, 6, C, slots)    V[a, b] = (B^T d B)[a, b] per (c, tile)
+    M[a, b] = U[a, b] @ V[a, b]     (6, 6, Cout, slots) one batched matmul (36 BLAS calls)
+    y = winograd_output(M)          (Cout, N, Ho, Wo)   A^T M A per tile, cropped to the map
+th = ceil(Ho/4) rows of tw = ceil(Wo/4) tiles per image, stored in slots = N*th*(tw + 1), in (n, ty,
+tx) order: slot tx = tw of each row holds no tile (its values are unspecified), so that a whole
+image's tiles are one run of constant pitch, which the Numba transforms vectorize over (rows of tw
+alone are too short for AVX-512). The GEMMs do 1/tw more work for it. The transforms move
+about 2.25x the input and output (im2col writes 9x the input), and the GEMMs do 36 multiply-adds per
+16 outputs where im2col's do 9 per output: 4x fewer. Rounding: the transforms' constants (1/6,
+1/24, ...) make float32 results differ from a direct convolution by about 1e-6 of their magnitude
+(1e-15 in float64), against about 1e-7 for im2col + GEMM.
+"""
+import numpy as np
+from numba import njit, prange, uint64
+
+from ._dispatch import kernel
+from ._geometry import pad, valid_range
+from ._layout import canonical, is_channel_major
+from ._scratch import scratch
+from ._xp import array_module
+
+__all__ = ["winograd_conv3x3", "winograd_weights", "winograd_input", "winograd_output", "winograd_tiles",
+           "winograd_slots"]
+
+# y = A^T m A,  V = B^T d B,  U = G g G^T
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)
+BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
+
+
+def winograd_tiles(ohw):
+    """(th, tw): the 4x4 output tiles covering an (Ho, Wo) map."""
+    return -(-ohw[0] // 4), -(-ohw[1] // 4)
+
+
+def winograd_slots(ohw):
+    """Tile slots per image, th * (tw + 1) (see the module's docstring)."""
+    th, tw = winograd_tiles(ohw)
+    return th * (tw + 1)
+
+
+def _check(name, out, shape, dtype):
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"{name}: out must be a C-contiguous {dtype} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
+@kernel
+def winograd_weights(w, out):
+    """w (Cout, C, 3, 3) -> out (6, 6, Cout, C): U = G w G^T per filter."""
+    xp = array_module(w)
+    _check("winograd_weights", out, (6, 6, *w.shape[:2]), w.dtype)
+    g = xp.asarray(G, dtype=w.dtype)
+    out[...] = xp.einsum("ai,kcij,bj->abkc", g, w, g)
+    return out
+
+
+@kernel
+def winograd_input(x, padding, out):
+    """x (N, C, H, W), any strides -> out (6, 6, C, N*th*(tw + 1)): V = B^T d B per 6x6 tile d of the
+    zero-padded input, the tile of output tile (ty, tx) starting at row 4*ty, column 4*tx."""
+    xp = array_module(x)
+    n, c, h, w = x.shape
+    ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    (th, tw), slots = winograd_tiles(ohw), winograd_slots(ohw)
+    _check("winograd_input", out, (6, 6, c, n * slots), x.dtype)
+    xpad = xp.zeros((c, n, 4 * th + 2, 4 * tw + 6), x.dtype)  # room for the unused slot's tile
+    xpad[:, :, :h + 2 * padding[0], :w + 2 * padding[1]] = pad(xp, x, padding).transpose(1, 0, 2, 3)
+    d = xp.stack([xp.stack([xpad[:, :, i:i + 4 * th:4, j:j + 4 * tw + 4:4] for j in range(6)]) for i in range(6)])
+    bt = xp.asarray(BT, dtype=x.dtype)
+    out[...] = xp.einsum("ai,bj,ijcnyx->abcnyx", bt, bt, d).reshape(out.shape)
+    return out
+
+
+@kernel
+def winograd_output(m, out):
+    """m (6, 6, Cout, N*th*(tw + 1)) -> out (Cout, N, Ho, Wo), C-contiguous: A^T m A per tile, the
+    tiles cropped to the map."""
+    xp = array_module(m)
+    k, n, ho, wo = out.shape
+    th, tw = winograd_tiles((ho, wo))
+    _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
+    at = xp.asarray(AT, dtype=m.dtype)
+    y = xp.einsum("ai,bj,ijknyx->knyaxb", at, at, m.reshape(6, 6, k, n, th, tw + 1)[..., :tw])
+    out[...] = y.reshape(k, n, 4 * th, 4 * tw)[:, :, :ho, :wo]
+    return out
+
+
+# Numba versions. Each works on one (channel, image) plane per parallel iteration and vectorizes
+# across the tiles of that plane: every arithmetic loop is one 6-term dot product of a transform row
+# with six unit-stride runs, stored to one run (with more stores per loop, LLVM's alias checks give
+# up on vectorizing it). The runs are indexed, not sliced: a Numba view costs reference counting on
+# the parent array, which the threads share. Indices are unsigned (see im2col); the transform
+# matrices come in the data's dtype (float32 * a float64 constant is computed in float64).
+
+@njit(inline="always")
+def _dot6(c, r0, r1, r2, r3, r4, r5):
+    return c[0] * r0 + c[1] * r1 + c[2] * r2 + c[3] * r3 + c[4] * r4 + c[5] * r5
+
+
+@njit(inline="always")
+def _g(g0, g1, g2):
+    """G g for one column g of three values."""
+    s = g0 + g2
+    return g0 / 4, -(s + g1) / 6, (g1 - s) / 6, g0 / 24 + g1 / 12 + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2
+
+
+@winograd_weights.register("numba")
+def _winograd_weights_numba(w, out):
+    _check("winograd_weights", out, (6, 6, *w.shape[:2]), w.dtype)
+    _weights_loops(np.ascontiguousarray(w), out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _weights_loops(w, u):
+    """w (K, C, 3, 3) -> u (6, 6, K, C). Loops: filters k in parallel > rows of G g > c (vectorized)."""
+    k_out, c_in = w.shape[:2]
+    for k in prange(k_out):
+        gw = np.empty((6, 3, c_in), w.dtype)  # G g per column j
+        for j in range(3):
+            for c in range(c_in):
+                gw[0, j, c], gw[1, j, c], gw[2, j, c], gw[3, j, c], gw[4, j, c], gw[5, j, c] = _g(
+                    w[k, c, 0, j], w[k, c, 1, j], w[k, c, 2, j])
+        for a in range(6):
+            for c in range(c_in):
+                u[a, 0, k, c], u[a, 1, k, c], u[a, 2, k, c], u[a, 3, k, c], u[a, 4, k, c], u[a, 5, k, c] = _g(
+                    gw[a, 0, c], gw[a, 1, c], gw[a, 2, c])
+
+
+@winograd_input.register("numba")
+def _winograd_input_numba(x, padding, out):
+    n, c, h, w = x.shape
+    ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    _check("winograd_input", out, (6, 6, c, n * winograd_slots(ohw)), x.dtype)
+    cm = is_channel_major(x)
+    _input_loops(canonical(x, cm), cm, BT.astype(x.dtype), out.reshape(36, c, n, -1), winograd_tiles(ohw)[0], *padding)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _input_loops(x, cm, bt, v, th, ph, pw):
+    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, N, th*(tw + 1)).
+    Per plane: the zero-padded plane is first split by row and column phase (mod 4), into rows
+    q[4*ri + rj] of pitch tw + 1, so that element (i, j) of every tile is one unit-stride run: the
+    tile in slot f = ty*(tw + 1) + tx reads q[4*(i % 4) + j % 4, f + (i // 4)*(tw + 1) + j // 4].
+    Then B^T down the tiles' columns into s[6*a + j], and B along their rows into v[6*a + b]."""
+    c_in, nb, slots = v.shape[1:]
+    h, w = x.shape[2], x.shape[3]
+    pitch = slots // th
+    for p in prange(c_in * nb):
+        c, n = p // nb, p % nb
+        src = x[c, n] if cm else x[n, c]
+        q = np.zeros((16, slots + pitch + 1), x.dtype)
+        for yy in range(4 * th + 4):
+            if 0 <= yy - ph < h:
+                for rj in range(4):
+                    b0, b1 = valid_range(rj - pw, 4, w, pitch)
+                    o, r = q[yy % 4 * 4 + rj, yy // 4 * pitch + b0:], src[yy - ph, 4 * b0 + rj - pw:]
+                    for b in range(uint64(b1 - b0)):
+                        o[b] = r[4 * b]
+        s = np.empty((36, slots), x.dtype)
+        for j in range(6):
+            rj, oj, oi = j % 4, uint64(j // 4), uint64(pitch + j // 4)
+            for a in range(6):
+                c_, e = bt[a], 6 * a + j
+                for f in range(uint64(slots)):
+                    g, g1 = f + oj, f + oi
+                    s[e, f] = _dot6(c_, q[rj, g], q[4 + rj, g], q[8 + rj, g], q[12 + rj, g], q[rj, g1], q[4 + rj, g1])
+        for e in range(36):
+            c_, a6 = bt[e % 6], e // 6 * 6
+            for f in range(uint64(slots)):
+                v[e, c, n, f] = _dot6(c_, s[a6, f], s[a6 + 1, f], s[a6 + 2, f], s[a6 + 3, f], s[a6 + 4, f], s[a6 + 5, f])
+
+
+@winograd_output.register("numba")
+def _winograd_output_numba(m, out):
+    k, n, ho, wo = out.shape
+    _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
+    _output_loops(m.reshape(36, k, n, -1), AT.astype(m.dtype), out, winograd_tiles((ho, wo))[1] + 1)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _output_loops(m, at, y, pitch):
+    """m (36, K, N, th*pitch) -> y (K, N, Ho, Wo), pitch = tw + 1. Per plane: A^T down the tiles' columns into
+    r[6*i + b], A along their rows into t[4*i + j], then each output row gathers its four column
+    phases."""
+    k_out, nb, tiles = m.shape[1], m.shape[2], uint64(m.shape[3])
+    ho, wo = y.shape[2], y.shape[3]
+    for p in prange(k_out * nb):
+        k, n = p // nb, p % nb
+        r = np.empty((24, tiles), m.dtype)
+        for e in range(24):
+            c_, b = at[e // 6], e % 6
+            for f in range(tiles):
+                r[e, f] = _dot6(c_, m[b, k, n, f], m[6 + b, k, n, f], m[12 + b, k, n, f], m[18 + b, k, n, f],
+                                m[24 + b, k, n, f], m[30 + b, k, n, f])
+        t = np.empty((16, tiles), m.dtype)
+        for e in range(16):
+            c_, i6 = at[e % 4], e // 4 * 6
+            for f in range(tiles):
+                t[e, f] = _dot6(c_, r[i6, f], r[i6 + 1, f], r[i6 + 2, f], r[i6 + 3, f], r[i6 + 4, f], r[i6 + 5, f])
+        dst = y[k, n]
+        for yy in range(ho):
+            row, t0 = dst[yy], uint64(yy // 4 * pitch)
+            for j in range(4):
+                src, o = t[yy % 4 * 4 + j], row[j:]
+                for tx in range(uint64((wo - j + 3) // 4)):
+                    o[4 * tx] = src[t0 + tx]
+
+
+def winograd_conv3x3(x, weight, padding, out):
+    """Stride-1 3x3 convolution: x (N, C, H, W), any strides, weight (K, C, 3, 3) -> out (K, N, Ho, Wo),
+    C-contiguous (channel-major y), Ho = H + 2*ph - 2. U, V and M live in this thread's scratch buffer."""
+    xp = array_module(x)
+    (n, c, h, w), k = x.shape, weight.shape[0]
+    ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    if weight.shape != (k, c, 3, 3) or out.shape != (k, n, *ohw):
+        raise ValueError(f"winograd_conv3x3: x {x.shape}, weight {weight.shape} and padding {padding} "
+                         f"give y of shape {(k, n, *ohw)} (channel-major), got out {out.shape}")
+    t = n * winograd_slots(ohw)
+    buf = scratch(x, (36 * (k * c + c * t + k * t),), x.dtype)
+    u = winograd_weights(weight, buf[:36 * k * c].reshape(6, 6, k, c))
+    v = winograd_input(x, padding, buf[36 * k * c:36 * (k * c + c * t)].reshape(6, 6, c, t))
+    m = buf[36 * (k * c + c * t):].reshape(6, 6, k, t)
+    xp.matmul(u.reshape(36, k, c), v.reshape(36, c, t), out=m.reshape(36, k, t))
+    return winograd_output(m, out)

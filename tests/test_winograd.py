@@ -1,0 +1,160 @@
+"""Winograd F(4x4, 3x3): its kernels (Numba against the NumPy reference, within rounding: the two sum
+the transforms' terms in different orders), the whole convolution against im2col + GEMM, and conv2d's
+use of it (forward and input gradient) against PyTorch, by gradcheck, and switched off."""
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minires
+import minires.functional as F
+from minires import kernels
+from minires.kernels import winograd as wg
+
+from test_kernels import LAYOUTS, make
+
+torch = pytest.importorskip("torch")
+
+# (x shape, padding): maps not a multiple of 4, a 1x1 map, batch 1, padding 0/1/2, rectangular
+CASES = [((2, 3, 13, 11), (1, 1)), ((1, 4, 8, 8), (1, 1)), ((3, 2, 6, 9), (0, 0)), ((2, 3, 5, 7), (2, 2)),
+         ((2, 2, 1, 1), (1, 1)), ((1, 3, 9, 6), (2, 0)), ((2, 5, 24, 30), (1, 1))]
+TOL = {np.float32: 1e-5, np.float64: 1e-12}  # relative to the largest magnitude
+
+
+def assert_close(a, b, dtype):
+    assert np.abs(a - b).max() <= TOL[dtype] * max(1.0, np.abs(b).max())
+
+
+def direct(x, w, padding):
+    """The im2col + GEMM convolution, channel-major (K, N, Ho, Wo)."""
+    n, k = x.shape[0], w.shape[0]
+    col = kernels.im2col(x, (3, 3), (1, 1), padding, (1, 1))
+    return (w.reshape(k, -1) @ col).reshape(k, n, x.shape[2] + 2 * padding[0] - 2, -1)
+
+
+def valid_slots(v, x_shape, padding):
+    """V without the unused slot of each row of tiles."""
+    n, c, h, w = x_shape
+    th, tw = wg.winograd_tiles((h + 2 * padding[0] - 2, w + 2 * padding[1] - 2))
+    return v.reshape(6, 6, c, n, th, tw + 1)[..., :tw]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_equal_reference(case, layout, dtype):
+    rng = np.random.default_rng(5)
+    (n, c, h, w), padding = case
+    x, weight = make((n, c, h, w), layout, dtype, rng), rng.standard_normal((4, c, 3, 3)).astype(dtype)
+    ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    slots = n * wg.winograd_slots(ohw)
+    u = [wg.winograd_weights.impls[b](weight, np.empty((6, 6, 4, c), dtype)) for b in ("numba", "numpy")]
+    assert_close(*u, dtype)
+    v = [wg.winograd_input.impls[b](x, padding, np.empty((6, 6, c, slots), dtype)) for b in ("numba", "numpy")]
+    assert_close(*(valid_slots(a, x.shape, padding) for a in v), dtype)
+    m = np.matmul(u[1].reshape(36, 4, c), v[1].reshape(36, c, slots)).reshape(6, 6, 4, slots)
+    y = [wg.winograd_output.impls[b](m, np.empty((4, n, *ohw), dtype)) for b in ("numba", "numpy")]
+    assert_close(*y, dtype)
+    assert_close(y[0], direct(x, weight, padding), dtype)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_winograd_conv3x3_equals_im2col_gemm(backend, monkeypatch):
+    monkeypatch.setattr(kernels._dispatch, "_cpu_backend", backend)
+    rng = np.random.default_rng(6)
+    for dtype in (np.float32, np.float64):
+        x, w = rng.standard_normal((3, 8, 26, 29)).astype(dtype), rng.standard_normal((5, 8, 3, 3)).astype(dtype)
+        y = kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((5, 3, 26, 29), dtype))
+        assert_close(y, direct(x, w, (1, 1)), dtype)
+
+
+def test_a_wrong_transform_is_caught():
+    """The comparison can fail: the reference with one constant of A^T changed no longer matches."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((1, 2, 8, 8)), rng.standard_normal((3, 2, 3, 3))
+    wrong = wg.AT.copy()
+    wrong[3, 3] = 9
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(wg, "AT", wrong)
+        y = kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((3, 1, 8, 8)))
+    assert np.abs(y - direct(x, w, (1, 1))).max() > 1e-3
+
+
+def test_bad_shapes_are_refused():
+    x, w = np.zeros((1, 2, 8, 8)), np.zeros((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"winograd_conv3x3: .*\(3, 1, 8, 8\).*got out \(3, 1, 7, 8\)"):
+        kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((3, 1, 7, 8)))
+    with pytest.raises(ValueError, match="winograd_input: out must be"):
+        kernels.winograd_input(x, (1, 1), np.empty((6, 6, 2, 5)))
+    with pytest.raises(ValueError, match="winograd_weights: out must be"):
+        kernels.winograd_weights(w, np.empty((6, 6, 3, 2), np.float32))
+
+
+# ---------------------------------------------------------------- conv2d
+
+def conv_both(x, w, padding, winograd):
+    """minires's y, gx, gw with Winograd on or off, for the upstream gradient gy = y's cosine."""
+    minires.set_winograd(winograd)
+    try:
+        mx, mw = minires.tensor(x, requires_grad=True), minires.tensor(w, requires_grad=True)
+        y = F.conv2d(mx, mw, padding=padding)
+        y.backward(minires.tensor(np.cos(y.numpy())))
+        return y.numpy(), mx.grad.numpy(), mw.grad.numpy()
+    finally:
+        minires.set_winograd(True)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape, padding", [((2, 3, 24, 24), 1), ((1, 4, 27, 25), 2), ((2, 2, 26, 30), 0)])
+def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog):
+    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal(shape).astype(dtype), rng.standard_normal((5, shape[1], 3, 3)).astype(dtype)
+    got = conv_both(x, w, padding, True)
+    assert "Winograd F(4x4, 3x3)" in caplog.text
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, padding=padding)
+    ty.backward(torch.cos(ty.detach()))
+    for a, b in zip(got, (ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy())):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+def test_conv2d_off_runs_im2col_and_agrees(caplog):
+    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((2, 3, 24, 28)), rng.standard_normal((4, 3, 3, 3))
+    off = conv_both(x, w, 1, False)
+    assert "im2col" in caplog.text and "Winograd" not in caplog.text
+    for a, b in zip(conv_both(x, w, 1, True), off):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
+
+
+def test_conv2d_gradcheck_through_winograd():
+    rng = np.random.default_rng(10)
+    x = minires.tensor(rng.standard_normal((1, 2, 24, 24)), requires_grad=True)
+    w = minires.tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
+    assert minires.gradcheck(lambda x, w: F.conv2d(x, w, padding=1), [x, w], fast_mode=True)
+
+
+@pytest.mark.parametrize("shape, kwargs", [((2, 3, 16, 16), {"padding": 1}), ((2, 3, 30, 30), {"stride": 2}),
+                                           ((2, 3, 30, 30), {"dilation": 2}), ((2, 4, 30, 30), {"groups": 2})])
+def test_other_shapes_keep_im2col(shape, kwargs, caplog):
+    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+    x = minires.tensor(np.ones(shape, np.float32))
+    F.conv2d(x, minires.tensor(np.ones((4, shape[1] // kwargs.get("groups", 1), 3, 3), np.float32)), **kwargs)
+    assert "im2col" in caplog.text and "Winograd" not in caplog.text
+
+
+def test_switch_checks_its_argument():
+    with pytest.raises(TypeError, match="set_winograd: expected True or False"):
+        minires.set_winograd("off")
+    env = dict(os.environ, MINIRES_WINOGRAD="yes")
+    r = subprocess.run([sys.executable, "-c", "import minires"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "MINIRES_WINOGRAD must be 0 or 1, got 'yes'" in r.stderr
+    env["MINIRES_WINOGRAD"] = "0"
+    r = subprocess.run([sys.executable, "-c", "import minires; print(minires.get_winograd())"], env=env,
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
