@@ -19,7 +19,7 @@ about 2.25x the input and output (im2col writes 9x the input), and the GEMMs do 
 (1e-15 in float64), against about 1e-7 for im2col + GEMM.
 """
 import numpy as np
-from numba import njit, prange, uint64
+from numba import get_num_threads, njit, prange, uint64
 
 from ._dispatch import kernel
 from ._geometry import pad, valid_range
@@ -27,8 +27,8 @@ from ._layout import canonical, is_channel_major
 from ._scratch import scratch
 from ._xp import array_module
 
-__all__ = ["winograd_conv3x3", "winograd_weights", "winograd_input", "winograd_output", "winograd_tiles",
-           "winograd_slots"]
+__all__ = ["winograd_conv3x3", "winograd_weight_grad", "winograd_weights", "winograd_input", "winograd_output",
+           "winograd_grad_output", "winograd_tiles", "winograd_slots"]
 
 # y = A^T m A,  V = B^T d B,  U = G g G^T
 AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)
@@ -62,7 +62,7 @@ def winograd_weights(w, out):
     xp = array_module(w)
     _check("winograd_weights", out, (6, 6, *w.shape[:2]), w.dtype)
     g = xp.asarray(G, dtype=w.dtype)
-    out[...] = xp.einsum("ai,kcij,bj->abkc", g, w, g)
+    out[...] = xp.einsum("ai,kcij,bj->abkc", g, w, g, optimize=True)
     return out
 
 
@@ -79,7 +79,7 @@ def winograd_input(x, padding, out):
     xpad[:, :, :h + 2 * padding[0], :w + 2 * padding[1]] = pad(xp, x, padding).transpose(1, 0, 2, 3)
     d = xp.stack([xp.stack([xpad[:, :, i:i + 4 * th:4, j:j + 4 * tw + 4:4] for j in range(6)]) for i in range(6)])
     bt = xp.asarray(BT, dtype=x.dtype)
-    out[...] = xp.einsum("ai,bj,ijcnyx->abcnyx", bt, bt, d).reshape(out.shape)
+    out[...] = xp.einsum("ai,bj,ijcnyx->abcnyx", bt, bt, d, optimize=True).reshape(out.shape)
     return out
 
 
@@ -92,13 +92,35 @@ def winograd_output(m, out):
     th, tw = winograd_tiles((ho, wo))
     _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
     at = xp.asarray(AT, dtype=m.dtype)
-    y = xp.einsum("ai,bj,ijknyx->knyaxb", at, at, m.reshape(6, 6, k, n, th, tw + 1)[..., :tw])
+    y = xp.einsum("ai,bj,ijknyx->knyaxb", at, at, m.reshape(6, 6, k, n, th, tw + 1)[..., :tw], optimize=True)
     out[...] = y.reshape(k, n, 4 * th, 4 * tw)[:, :, :ho, :wo]
     return out
 
 
-# Numba versions. Each works on one (channel, image) plane per parallel iteration and vectorizes
-# across the tiles of that plane: every arithmetic loop is one 6-term dot product of a transform row
+@kernel
+def winograd_grad_output(gy, out):
+    """gy (N, K, Ho, Wo), any strides -> out (6, 6, K, N*th*(tw + 1)): GY = A gy A^T per 4x4 tile of gy
+    (zero beyond the map, and in the unused slots), the adjoint of winograd_output."""
+    xp = array_module(gy)
+    n, k, ho, wo = gy.shape
+    th, tw = winograd_tiles((ho, wo))
+    _check("winograd_grad_output", out, (6, 6, k, n * winograd_slots((ho, wo))), gy.dtype)
+    gpad = xp.zeros((k, n, 4 * th, 4 * tw + 4), gy.dtype)
+    gpad[:, :, :ho, :wo] = gy.transpose(1, 0, 2, 3)
+    tiles = gpad.reshape(k, n, th, 4, tw + 1, 4)
+    at = xp.asarray(AT, dtype=gy.dtype)
+    out[...] = xp.einsum("ia,jb,knyixj->abknyx", at, at, tiles, optimize=True).reshape(out.shape)
+    return out
+
+
+def _chunks(planes):
+    """How many runs of consecutive planes a kernel's parallel loop deals out: a few per thread (for
+    balance), each with its scratch arrays allocated once."""
+    return min(planes, 4 * get_num_threads())
+
+
+# Numba versions. Each works on (channel, image) planes, runs of them in parallel, and vectorizes
+# across the tiles of a plane: every arithmetic loop is one 6-term dot product of a transform row
 # with six unit-stride runs, stored to one run (with more stores per loop, LLVM's alias checks give
 # up on vectorizing it). The runs are indexed, not sliced: a Numba view costs reference counting on
 # the parent array, which the threads share. Indices are unsigned (see im2col); the transform
@@ -107,6 +129,11 @@ def winograd_output(m, out):
 @njit(inline="always")
 def _dot6(c, r0, r1, r2, r3, r4, r5):
     return c[0] * r0 + c[1] * r1 + c[2] * r2 + c[3] * r3 + c[4] * r4 + c[5] * r5
+
+
+@njit(inline="always")
+def _dot4(c, r0, r1, r2, r3):
+    return c[0] * r0 + c[1] * r1 + c[2] * r2 + c[3] * r3
 
 
 @njit(inline="always")
@@ -145,95 +172,155 @@ def _winograd_input_numba(x, padding, out):
     ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
     _check("winograd_input", out, (6, 6, c, n * winograd_slots(ohw)), x.dtype)
     cm = is_channel_major(x)
-    _input_loops(canonical(x, cm), cm, BT.astype(x.dtype), out.reshape(36, c, n, -1), winograd_tiles(ohw)[0], *padding)
+    _input_loops(canonical(x, cm), cm, BT.astype(x.dtype), out.reshape(36, c, n, -1), winograd_tiles(ohw)[0], *padding,
+                 _chunks(c * n))
     return out
 
 
 @njit(cache=True, parallel=True)
-def _input_loops(x, cm, bt, v, th, ph, pw):
+def _input_loops(x, cm, bt, v, th, ph, pw, chunks):
     """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, N, th*(tw + 1)).
     Per plane: the zero-padded plane is first split by row and column phase (mod 4), into rows
     q[4*ri + rj] of pitch tw + 1, so that element (i, j) of every tile is one unit-stride run: the
     tile in slot f = ty*(tw + 1) + tx reads q[4*(i % 4) + j % 4, f + (i // 4)*(tw + 1) + j // 4].
-    Then B^T down the tiles' columns into s[6*a + j], and B along their rows into v[6*a + b]."""
+    Then B^T down the tiles' columns into s[6*a + j], and B along their rows into v[6*a + b].
+    Every plane writes the same elements of q, so its zeros (the padding) are made once per chunk."""
     c_in, nb, slots = v.shape[1:]
     h, w = x.shape[2], x.shape[3]
-    pitch = slots // th
-    for p in prange(c_in * nb):
-        c, n = p // nb, p % nb
-        src = x[c, n] if cm else x[n, c]
-        q = np.zeros((16, slots + pitch + 1), x.dtype)
-        for yy in range(4 * th + 4):
-            if 0 <= yy - ph < h:
-                for rj in range(4):
-                    b0, b1 = valid_range(rj - pw, 4, w, pitch)
-                    o, r = q[yy % 4 * 4 + rj, yy // 4 * pitch + b0:], src[yy - ph, 4 * b0 + rj - pw:]
-                    for b in range(uint64(b1 - b0)):
-                        o[b] = r[4 * b]
-        s = np.empty((36, slots), x.dtype)
-        for j in range(6):
-            rj, oj, oi = j % 4, uint64(j // 4), uint64(pitch + j // 4)
-            for a in range(6):
-                c_, e = bt[a], 6 * a + j
+    pitch, planes = slots // th, c_in * nb
+    for chunk in prange(chunks):
+        q, s = np.zeros((16, slots + pitch + 1), x.dtype), np.empty((36, slots), x.dtype)
+        for p in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
+            c, n = p // nb, p % nb
+            src = x[c, n] if cm else x[n, c]
+            for yy in range(4 * th + 4):
+                if 0 <= yy - ph < h:
+                    for rj in range(4):
+                        b0, b1 = valid_range(rj - pw, 4, w, pitch)
+                        o, r = q[yy % 4 * 4 + rj, yy // 4 * pitch + b0:], src[yy - ph, 4 * b0 + rj - pw:]
+                        for b in range(uint64(b1 - b0)):
+                            o[b] = r[4 * b]
+            for j in range(6):
+                rj, oj, oi = j % 4, uint64(j // 4), uint64(pitch + j // 4)
+                for a in range(6):
+                    c_, e = bt[a], 6 * a + j
+                    for f in range(uint64(slots)):
+                        g, g1 = f + oj, f + oi
+                        s[e, f] = _dot6(c_, q[rj, g], q[4 + rj, g], q[8 + rj, g], q[12 + rj, g], q[rj, g1], q[4 + rj, g1])
+            for e in range(36):
+                c_, a6 = bt[e % 6], e // 6 * 6
                 for f in range(uint64(slots)):
-                    g, g1 = f + oj, f + oi
-                    s[e, f] = _dot6(c_, q[rj, g], q[4 + rj, g], q[8 + rj, g], q[12 + rj, g], q[rj, g1], q[4 + rj, g1])
-        for e in range(36):
-            c_, a6 = bt[e % 6], e // 6 * 6
-            for f in range(uint64(slots)):
-                v[e, c, n, f] = _dot6(c_, s[a6, f], s[a6 + 1, f], s[a6 + 2, f], s[a6 + 3, f], s[a6 + 4, f], s[a6 + 5, f])
+                    v[e, c, n, f] = _dot6(c_, s[a6, f], s[a6 + 1, f], s[a6 + 2, f], s[a6 + 3, f], s[a6 + 4, f], s[a6 + 5, f])
 
 
 @winograd_output.register("numba")
 def _winograd_output_numba(m, out):
     k, n, ho, wo = out.shape
     _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
-    _output_loops(m.reshape(36, k, n, -1), AT.astype(m.dtype), out, winograd_tiles((ho, wo))[1] + 1)
+    _output_loops(m.reshape(36, k, n, -1), AT.astype(m.dtype), out, winograd_tiles((ho, wo))[1] + 1, _chunks(k * n))
     return out
 
 
 @njit(cache=True, parallel=True)
-def _output_loops(m, at, y, pitch):
-    """m (36, K, N, th*pitch) -> y (K, N, Ho, Wo), pitch = tw + 1. Per plane: A^T down the tiles' columns into
-    r[6*i + b], A along their rows into t[4*i + j], then each output row gathers its four column
-    phases."""
+def _output_loops(m, at, y, pitch, chunks):
+    """m (36, K, N, th*pitch) -> y (K, N, Ho, Wo), pitch = tw + 1. Per plane: A^T down the tiles'
+    columns into r[6*i + b], A along their rows into t[4*i + j], then each output row gathers its
+    four column phases."""
     k_out, nb, tiles = m.shape[1], m.shape[2], uint64(m.shape[3])
     ho, wo = y.shape[2], y.shape[3]
-    for p in prange(k_out * nb):
-        k, n = p // nb, p % nb
-        r = np.empty((24, tiles), m.dtype)
-        for e in range(24):
-            c_, b = at[e // 6], e % 6
-            for f in range(tiles):
-                r[e, f] = _dot6(c_, m[b, k, n, f], m[6 + b, k, n, f], m[12 + b, k, n, f], m[18 + b, k, n, f],
-                                m[24 + b, k, n, f], m[30 + b, k, n, f])
-        t = np.empty((16, tiles), m.dtype)
-        for e in range(16):
-            c_, i6 = at[e % 4], e // 4 * 6
-            for f in range(tiles):
-                t[e, f] = _dot6(c_, r[i6, f], r[i6 + 1, f], r[i6 + 2, f], r[i6 + 3, f], r[i6 + 4, f], r[i6 + 5, f])
-        dst = y[k, n]
-        for yy in range(ho):
-            row, t0 = dst[yy], uint64(yy // 4 * pitch)
-            for j in range(4):
-                src, o = t[yy % 4 * 4 + j], row[j:]
-                for tx in range(uint64((wo - j + 3) // 4)):
-                    o[4 * tx] = src[t0 + tx]
+    planes = k_out * nb
+    for chunk in prange(chunks):
+        r, t = np.empty((24, tiles), m.dtype), np.empty((16, tiles), m.dtype)
+        for p in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
+            k, n = p // nb, p % nb
+            for e in range(24):
+                c_, b = at[e // 6], e % 6
+                for f in range(tiles):
+                    r[e, f] = _dot6(c_, m[b, k, n, f], m[6 + b, k, n, f], m[12 + b, k, n, f], m[18 + b, k, n, f],
+                                    m[24 + b, k, n, f], m[30 + b, k, n, f])
+            for e in range(16):
+                c_, i6 = at[e % 4], e // 4 * 6
+                for f in range(tiles):
+                    t[e, f] = _dot6(c_, r[i6, f], r[i6 + 1, f], r[i6 + 2, f], r[i6 + 3, f], r[i6 + 4, f], r[i6 + 5, f])
+            dst = y[k, n]
+            for yy in range(ho):
+                row, t0 = dst[yy], uint64(yy // 4 * pitch)
+                for j in range(4):
+                    src, o = t[yy % 4 * 4 + j], row[j:]
+                    for tx in range(uint64((wo - j + 3) // 4)):
+                        o[4 * tx] = src[t0 + tx]
 
-
-def winograd_conv3x3(x, weight, padding, out):
+def winograd_conv3x3(x, weight, padding, out, v=None):
     """Stride-1 3x3 convolution: x (N, C, H, W), any strides, weight (K, C, 3, 3) -> out (K, N, Ho, Wo),
-    C-contiguous (channel-major y), Ho = H + 2*ph - 2. U, V and M live in this thread's scratch buffer."""
+    C-contiguous (channel-major y), Ho = H + 2*ph - 2. V goes into ``v`` (6, 6, C, N*slots) if given
+    (kept by the caller for winograd_weight_grad), else with U and M into this thread's scratch buffer."""
     xp = array_module(x)
     (n, c, h, w), k = x.shape, weight.shape[0]
     ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
-    if weight.shape != (k, c, 3, 3) or out.shape != (k, n, *ohw):
-        raise ValueError(f"winograd_conv3x3: x {x.shape}, weight {weight.shape} and padding {padding} "
-                         f"give y of shape {(k, n, *ohw)} (channel-major), got out {out.shape}")
     t = n * winograd_slots(ohw)
-    buf = scratch(x, (36 * (k * c + c * t + k * t),), x.dtype)
+    if weight.shape != (k, c, 3, 3) or out.shape != (k, n, *ohw) or (v is not None and v.shape != (6, 6, c, t)):
+        raise ValueError(f"winograd_conv3x3: x {x.shape}, weight {weight.shape} and padding {padding} give y of "
+                         f"shape {(k, n, *ohw)} (channel-major) and V {(6, 6, c, t)}, got out {out.shape}"
+                         + ("" if v is None else f" and v {v.shape}"))
+    buf = scratch(x, (36 * (k * c + k * t + (0 if v is not None else c * t)),), x.dtype)
     u = winograd_weights(weight, buf[:36 * k * c].reshape(6, 6, k, c))
-    v = winograd_input(x, padding, buf[36 * k * c:36 * (k * c + c * t)].reshape(6, 6, c, t))
-    m = buf[36 * (k * c + c * t):].reshape(6, 6, k, t)
+    m = buf[36 * k * c:36 * (k * c + k * t)].reshape(6, 6, k, t)
+    v = winograd_input(x, padding, buf[36 * (k * c + k * t):].reshape(6, 6, c, t) if v is None else v)
     xp.matmul(u.reshape(36, k, c), v.reshape(36, c, t), out=m.reshape(36, k, t))
     return winograd_output(m, out)
+
+
+def winograd_weight_grad(gy, v):
+    """The weight's gradient of winograd_conv3x3: gy (N, K, Ho, Wo), any strides, and the forward's
+    V (6, 6, C, N*slots) -> gw (K, C, 3, 3). With GY = A gy A^T per 4x4 tile of gy (winograd_grad_output),
+        gw = G^T [ sum over tiles of GY * V ] G      (per (k, c); the sums are 36 GEMMs, GY @ V^T)."""
+    xp = array_module(gy)
+    n, k = gy.shape[:2]
+    c, t = v.shape[2:]
+    if v.shape[:2] != (6, 6) or t != n * winograd_slots(gy.shape[2:]):
+        raise ValueError(f"winograd_weight_grad: gy {gy.shape} needs V of shape (6, 6, C, {n * winograd_slots(gy.shape[2:])}), "
+                         f"got {v.shape}")
+    gyt = winograd_grad_output(gy, scratch(gy, (6, 6, k, t), gy.dtype))
+    du = xp.matmul(gyt.reshape(36, k, t), v.reshape(36, c, t).swapaxes(1, 2))
+    g = xp.asarray(G, dtype=gy.dtype)
+    return xp.einsum("ai,abkc,bj->kcij", g, du.reshape(6, 6, k, c), g, optimize=True)
+
+
+@winograd_grad_output.register("numba")
+def _winograd_grad_output_numba(gy, out):
+    n, k, ho, wo = gy.shape
+    _check("winograd_grad_output", out, (6, 6, k, n * winograd_slots((ho, wo))), gy.dtype)
+    cm = is_channel_major(gy)
+    _grad_output_loops(canonical(gy, cm), cm, np.ascontiguousarray(AT.T, dtype=gy.dtype), out.reshape(36, k, n, -1),
+                       winograd_tiles((ho, wo))[1] + 1, _chunks(k * n))
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _grad_output_loops(g, cm, a, out, pitch, chunks):
+    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, N, th*pitch), a = A
+    (6, 4). Per plane: split by row and column phase into q[4*i + j] (tile (ty, tx) at slot
+    ty*pitch + tx, zero beyond the map and in the unused slots: made once per chunk, as every plane
+    writes the same elements), A down the tiles' columns into r[4*a + j], A^T along their rows into
+    out[6*a + b]."""
+    k_out, nb, slots = out.shape[1:]
+    ho, wo = (g.shape[2], g.shape[3])
+    planes = k_out * nb
+    for chunk in prange(chunks):
+        q, r = np.zeros((16, slots), g.dtype), np.empty((24, slots), g.dtype)
+        for p in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
+            k, n = p // nb, p % nb
+            src = g[k, n] if cm else g[n, k]
+            for yy in range(ho):
+                for j in range(4):
+                    o, row = q[yy % 4 * 4 + j, yy // 4 * pitch:], src[yy, j:]
+                    for tx in range(uint64((wo - j + 3) // 4)):
+                        o[tx] = row[4 * tx]
+            for e in range(24):
+                c_, j = a[e // 4], e % 4
+                for f in range(uint64(slots)):
+                    r[e, f] = _dot4(c_, q[j, f], q[4 + j, f], q[8 + j, f], q[12 + j, f])
+            for e in range(36):
+                c_, a4 = a[e % 6], e // 6 * 4
+                for f in range(uint64(slots)):
+                    out[e, k, n, f] = _dot4(c_, r[a4, f], r[a4 + 1, f], r[a4 + 2, f], r[a4 + 3, f])

@@ -11,9 +11,10 @@ Kernel taps that read only padding for every output are dropped before any of th
 convolution of 1x1 maps is a 1x1 convolution: a plain GEMM, 9x less arithmetic); slicing the weight
 through the autograd graph gives those taps their zero gradient.
 A stride-1 3x3 convolution on maps large enough runs Winograd F(4x4, 3x3) instead (kernels/winograd.py:
-4x fewer multiply-adds, float32 results within about 1e-6 relative of im2col's), in its forward and
-for the input's gradient (a 3x3 convolution of gy with the flipped, transposed weight); see
-_winograd for where it pays and set_winograd to turn it off.
+4x fewer multiply-adds, float32 results within about 1e-6 relative of im2col's): in its forward, for
+the input's gradient (a 3x3 convolution of gy with the flipped, transposed weight) and for the
+weight's (from the forward's transformed input V, kept instead of col: 2.25x x's memory, not 9x);
+see _winograd for where it pays and set_winograd to turn it off.
 When the weight's gradient will be needed, col is kept for it (in place of x) rather than redone by
 a second im2col in backward: kh*kw times x's memory until the backward, in buffers the next
 step's forward takes again (kernels.pooled; recycled when the node is released), so the kept
@@ -71,13 +72,14 @@ def from_channel_major(a, n):
 
 def _winograd(x, geometry, groups, ohw):
     """Whether this convolution runs Winograd F(4x4, 3x3): 3x3, stride 1, no dilation, one group,
-    padding <= 2 (so that the input's gradient is one too), float32/64 NumPy arrays, and maps of at
-    least WINOGRAD_MIN_HW outputs a side. Measured on 2 cores, inference forward: 1.3-2.2x faster
+    padding <= 2 (so that the input's gradient is one too), float32/64 NumPy arrays with the Numba
+    kernels (the NumPy reference transforms are slower than im2col), and maps of at least
+    WINOGRAD_MIN_HW outputs a side. Measured on 2 cores, inference forward: 1.3-2.2x faster
     than im2col + GEMM on 28x28 to 56x56 maps, even at 16x16, 0.5-1.0x at 14x14, where the
     transforms' short rows of tiles and the GEMMs over few tiles cost more than the 4x fewer
     multiply-adds save."""
     ksize, stride, padding, dilation = geometry
-    return (_use_winograd and ksize == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
+    return (_use_winograd and kernels.get_kernels() == "numba" and ksize == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
             and max(padding) <= 2 and min(ohw) >= WINOGRAD_MIN_HW and isinstance(x, np.ndarray)
             and x.dtype in (np.float32, np.float64))
 
@@ -101,24 +103,25 @@ class Conv2d(Function):
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, ohw):
         xp = array_module(x)
         geometry = weight.shape[2:], stride, padding, dilation
-        # col kept for the weight's gradient is made for the whole batch; otherwise chunk by chunk
+        # col (Winograd's V) kept for the weight's gradient is made for the whole batch; otherwise
+        # chunk by chunk
         keep_col = ctx.needs_input_grad[1] and not _is_pointwise(*geometry)
         ctx.winograd = _winograd(x, geometry, groups, ohw)
-        chunks = [(0, x.shape[0])] if keep_col else [] if ctx.winograd else _chunks(x, geometry, ohw)
+        chunks = [] if ctx.winograd else [(0, x.shape[0])] if keep_col else _chunks(x, geometry, ohw)
         if log.isEnabledFor(logging.DEBUG):
             scheme = "1x1: plain GEMM on x" if _is_pointwise(*geometry) else (
-                f"Winograd F(4x4, 3x3) ({kernels.get_kernels()})" + (", im2col kept for the weight's gradient" if keep_col else "")
-                if ctx.winograd else f"im2col ({kernels.get_kernels()}) + GEMM, {len(chunks)} chunk(s) of images")
+                "Winograd F(4x4, 3x3)" + (", V kept for the weight's gradient" if keep_col else "") if ctx.winograd
+                else f"im2col ({kernels.get_kernels()}) + GEMM, {len(chunks)} chunk(s) of images")
             log.debug("conv2d x%s w%s stride %s padding %s dilation %s groups %d: %s",
                       x.shape, weight.shape, stride, padding, dilation, groups, scheme)
         w = weight.reshape(groups, weight.shape[0] // groups, -1)
         y = xp.empty((weight.shape[0], x.shape[0], *ohw), dtype=x.dtype)  # channel-major
         for n0, n1 in chunks:
             col = _columns(x, geometry, ohw, kernels.pooled if keep_col else kernels.scratch, (n0, n1))
-            if not ctx.winograd:
-                xp.matmul(w, col.reshape(groups, -1, col.shape[1]), out=_grouped(y[:, n0:n1], groups))
+            xp.matmul(w, col.reshape(groups, -1, col.shape[1]), out=_grouped(y[:, n0:n1], groups))
         if ctx.winograd:
-            kernels.winograd_conv3x3(x, weight, padding, out=y)
+            col = kernels.pooled(x, (6, 6, x.shape[1], x.shape[0] * kernels.winograd_slots(ohw)), x.dtype) if keep_col else None
+            kernels.winograd_conv3x3(x, weight, padding, out=y, v=col)
         if bias is not None:
             y += bias[:, None, None, None]
         ctx.save_for_backward(None if keep_col else x, weight, col if keep_col else None)
@@ -143,7 +146,9 @@ class Conv2d(Function):
             else:
                 gcol = xp.matmul(wt, gy, out=kernels.scratch(g, (groups, wt.shape[1], gy.shape[2]), g.dtype))
                 gx = kernels.col2im(gcol.reshape(-1, gy.shape[2]), ctx.x_shape, *ctx.geometry)
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and ctx.winograd:  # col is V
+            gw = kernels.winograd_weight_grad(g, col)
+        elif ctx.needs_input_grad[1]:
             col = _columns(x, ctx.geometry, g.shape[2:]) if col is None else col
             gw = xp.matmul(gy, col.reshape(groups, -1, col.shape[1]).swapaxes(1, 2)).reshape(weight.shape)
         if ctx.needs_input_grad[2]:
