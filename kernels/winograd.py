@@ -9,10 +9,11 @@ For a whole layer the sum over input channels of the 36 elementwise products is 
     V = winograd_input(x)           (6, 6, C, slots)    V[a, b] = (B^T d B)[a, b] per (c, tile)
     M[a, b] = U[a, b] @ V[a, b]     (6, 6, Cout, slots) one batched matmul (36 BLAS calls)
     y = winograd_output(M)          (Cout, N, Ho, Wo)   A^T M A per tile, cropped to the map
-th = ceil(Ho/4) rows of tw = ceil(Wo/4) tiles per image, stored in slots = N*th*(tw + 1), in (n, ty,
-tx) order: slot tx = tw of each row holds no tile (its values are unspecified), so that a whole
-image's tiles are one run of constant pitch, which the Numba transforms vectorize over (rows of tw
-alone are too short for AVX-512). The GEMMs do 1/tw more work for it. The transforms move
+th = ceil(Ho/4) rows of tw = ceil(Wo/4) tiles per image, stored in slots = th*N*(tw + 1), in (ty, n,
+tx) order: the batch's rows of tiles side by side, each followed by a slot that holds no tile (its
+values are unspecified), so that the tiles of a channel over the whole batch are one long run of
+constant pitch N*(tw + 1), which the Numba transforms vectorize over (a row of tw tiles, or one
+small image's tiles, is too short for AVX-512). The GEMMs do 1/tw more work for it. The transforms move
 about 2.25x the input and output (im2col writes 9x the input), and the GEMMs do 36 multiply-adds per
 16 outputs where im2col's do 9 per output: 4x fewer. Rounding: the transforms' constants (1/6,
 1/24, ...) make float32 results differ from a direct convolution by about 1e-6 of their magnitude
@@ -44,7 +45,7 @@ def winograd_tiles(ohw):
 
 
 def winograd_slots(ohw):
-    """Tile slots per image, th * (tw + 1) (see the module's docstring)."""
+    """Tile slots per image, th * (tw + 1) (see the module's docstring: slots are in (ty, n, tx) order)."""
     th, tw = winograd_tiles(ohw)
     return th * (tw + 1)
 
@@ -68,7 +69,7 @@ def winograd_weights(w, out):
 
 @kernel
 def winograd_input(x, padding, out):
-    """x (N, C, H, W), any strides -> out (6, 6, C, N*th*(tw + 1)): V = B^T d B per 6x6 tile d of the
+    """x (N, C, H, W), any strides -> out (6, 6, C, th*N*(tw + 1)): V = B^T d B per 6x6 tile d of the
     zero-padded input, the tile of output tile (ty, tx) starting at row 4*ty, column 4*tx."""
     xp = array_module(x)
     n, c, h, w = x.shape
@@ -79,27 +80,27 @@ def winograd_input(x, padding, out):
     xpad[:, :, :h + 2 * padding[0], :w + 2 * padding[1]] = pad(xp, x, padding).transpose(1, 0, 2, 3)
     d = xp.stack([xp.stack([xpad[:, :, i:i + 4 * th:4, j:j + 4 * tw + 4:4] for j in range(6)]) for i in range(6)])
     bt = xp.asarray(BT, dtype=x.dtype)
-    out[...] = xp.einsum("ai,bj,ijcnyx->abcnyx", bt, bt, d, optimize=True).reshape(out.shape)
+    out[...] = xp.einsum("ai,bj,ijcnyx->abcynx", bt, bt, d, optimize=True).reshape(out.shape)
     return out
 
 
 @kernel
 def winograd_output(m, out):
-    """m (6, 6, Cout, N*th*(tw + 1)) -> out (Cout, N, Ho, Wo), C-contiguous: A^T m A per tile, the
+    """m (6, 6, Cout, th*N*(tw + 1)) -> out (Cout, N, Ho, Wo), C-contiguous: A^T m A per tile, the
     tiles cropped to the map."""
     xp = array_module(m)
     k, n, ho, wo = out.shape
     th, tw = winograd_tiles((ho, wo))
     _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
     at = xp.asarray(AT, dtype=m.dtype)
-    y = xp.einsum("ai,bj,ijknyx->knyaxb", at, at, m.reshape(6, 6, k, n, th, tw + 1)[..., :tw], optimize=True)
+    y = xp.einsum("ai,bj,ijkynx->knyaxb", at, at, m.reshape(6, 6, k, th, n, tw + 1)[..., :tw], optimize=True)
     out[...] = y.reshape(k, n, 4 * th, 4 * tw)[:, :, :ho, :wo]
     return out
 
 
 @kernel
 def winograd_grad_output(gy, out):
-    """gy (N, K, Ho, Wo), any strides -> out (6, 6, K, N*th*(tw + 1)): GY = A gy A^T per 4x4 tile of gy
+    """gy (N, K, Ho, Wo), any strides -> out (6, 6, K, th*N*(tw + 1)): GY = A gy A^T per 4x4 tile of gy
     (zero beyond the map, and in the unused slots), the adjoint of winograd_output."""
     xp = array_module(gy)
     n, k, ho, wo = gy.shape
@@ -109,18 +110,18 @@ def winograd_grad_output(gy, out):
     gpad[:, :, :ho, :wo] = gy.transpose(1, 0, 2, 3)
     tiles = gpad.reshape(k, n, th, 4, tw + 1, 4)
     at = xp.asarray(AT, dtype=gy.dtype)
-    out[...] = xp.einsum("ia,jb,knyixj->abknyx", at, at, tiles, optimize=True).reshape(out.shape)
+    out[...] = xp.einsum("ia,jb,knyixj->abkynx", at, at, tiles, optimize=True).reshape(out.shape)
     return out
 
 
-def _chunks(planes):
-    """How many runs of consecutive planes a kernel's parallel loop deals out: a few per thread (for
+def _chunks(channels):
+    """How many runs of consecutive channels a kernel's parallel loop deals out: a few per thread (for
     balance), each with its scratch arrays allocated once."""
-    return min(planes, 4 * get_num_threads())
+    return min(channels, 4 * get_num_threads())
 
 
-# Numba versions. Each works on (channel, image) planes, runs of them in parallel, and vectorizes
-# across the tiles of a plane: every arithmetic loop is one 6-term dot product of a transform row
+# Numba versions. Each works on whole channels over the batch, runs of them in parallel, and
+# vectorizes across the channel's tiles: every arithmetic loop is one 6-term dot product of a transform row
 # with six unit-stride runs, stored to one run (with more stores per loop, LLVM's alias checks give
 # up on vectorizing it). The runs are indexed, not sliced: a Numba view costs reference counting on
 # the parent array, which the threads share. Indices are unsigned (see im2col); the transform
@@ -172,36 +173,37 @@ def _winograd_input_numba(x, padding, out):
     ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
     _check("winograd_input", out, (6, 6, c, n * winograd_slots(ohw)), x.dtype)
     cm = is_channel_major(x)
-    _input_loops(canonical(x, cm), cm, BT.astype(x.dtype), out.reshape(36, c, n, -1), winograd_tiles(ohw)[0], *padding,
-                 _chunks(c * n))
+    _input_loops(canonical(x, cm), cm, BT.astype(x.dtype), out.reshape(36, c, -1), winograd_tiles(ohw)[0], *padding,
+                 _chunks(c))
     return out
 
 
 @njit(cache=True, parallel=True)
 def _input_loops(x, cm, bt, v, th, ph, pw, chunks):
-    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, N, th*(tw + 1)).
-    Per plane: the zero-padded plane is first split by row and column phase (mod 4), into rows
-    q[4*ri + rj] of pitch tw + 1, so that element (i, j) of every tile is one unit-stride run: the
-    tile in slot f = ty*(tw + 1) + tx reads q[4*(i % 4) + j % 4, f + (i // 4)*(tw + 1) + j // 4].
-    Then B^T down the tiles' columns into s[6*a + j], and B along their rows into v[6*a + b].
-    Every plane writes the same elements of q, so its zeros (the padding) are made once per chunk."""
-    c_in, nb, slots = v.shape[1:]
-    h, w = x.shape[2], x.shape[3]
-    pitch, planes = slots // th, c_in * nb
+    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, th*N*pitch), pitch = tw + 1.
+    Per channel: its zero-padded planes are split by row and column phase (mod 4) into rows
+    q[4*ri + rj], image n's columns at n*pitch, so that element (i, j) of every tile is one unit-stride
+    run: the tile in slot f = (ty*N + n)*pitch + tx reads q[4*(i % 4) + j % 4, f + (i // 4)*N*pitch +
+    j // 4]. Then B^T down the tiles' columns into s[6*a + j], and B along their rows into v[6*a + b].
+    Every channel writes the same elements of q, so its zeros (the padding) are made once per chunk."""
+    c_in, slots = v.shape[1:]
+    nb, h, w = (x.shape[1], x.shape[2], x.shape[3]) if cm else (x.shape[0], x.shape[2], x.shape[3])
+    row = slots // th  # N*pitch: from one row of tiles to the next
+    pitch = row // nb
     for chunk in prange(chunks):
-        q, s = np.zeros((16, slots + pitch + 1), x.dtype), np.empty((36, slots), x.dtype)
-        for p in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
-            c, n = p // nb, p % nb
-            src = x[c, n] if cm else x[n, c]
-            for yy in range(4 * th + 4):
-                if 0 <= yy - ph < h:
-                    for rj in range(4):
-                        b0, b1 = valid_range(rj - pw, 4, w, pitch)
-                        o, r = q[yy % 4 * 4 + rj, yy // 4 * pitch + b0:], src[yy - ph, 4 * b0 + rj - pw:]
-                        for b in range(uint64(b1 - b0)):
-                            o[b] = r[4 * b]
+        q, s = np.zeros((16, slots + row + pitch + 1), x.dtype), np.empty((36, slots), x.dtype)
+        for c in range(chunk * c_in // chunks, (chunk + 1) * c_in // chunks):
+            for n in range(nb):
+                src = x[c, n] if cm else x[n, c]
+                for yy in range(4 * th + 4):
+                    if 0 <= yy - ph < h:
+                        for rj in range(4):
+                            b0, b1 = valid_range(rj - pw, 4, w, pitch)
+                            o, r = q[yy % 4 * 4 + rj, yy // 4 * row + n * pitch + b0:], src[yy - ph, 4 * b0 + rj - pw:]
+                            for b in range(uint64(b1 - b0)):
+                                o[b] = r[4 * b]
             for j in range(6):
-                rj, oj, oi = j % 4, uint64(j // 4), uint64(pitch + j // 4)
+                rj, oj, oi = j % 4, uint64(j // 4), uint64(row + j // 4)
                 for a in range(6):
                     c_, e = bt[a], 6 * a + j
                     for f in range(uint64(slots)):
@@ -210,45 +212,45 @@ def _input_loops(x, cm, bt, v, th, ph, pw, chunks):
             for e in range(36):
                 c_, a6 = bt[e % 6], e // 6 * 6
                 for f in range(uint64(slots)):
-                    v[e, c, n, f] = _dot6(c_, s[a6, f], s[a6 + 1, f], s[a6 + 2, f], s[a6 + 3, f], s[a6 + 4, f], s[a6 + 5, f])
+                    v[e, c, f] = _dot6(c_, s[a6, f], s[a6 + 1, f], s[a6 + 2, f], s[a6 + 3, f], s[a6 + 4, f], s[a6 + 5, f])
 
 
 @winograd_output.register("numba")
 def _winograd_output_numba(m, out):
     k, n, ho, wo = out.shape
     _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
-    _output_loops(m.reshape(36, k, n, -1), AT.astype(m.dtype), out, winograd_tiles((ho, wo))[1] + 1, _chunks(k * n))
+    _output_loops(m.reshape(36, k, -1), AT.astype(m.dtype), out, winograd_tiles((ho, wo))[0], _chunks(k))
     return out
 
 
 @njit(cache=True, parallel=True)
-def _output_loops(m, at, y, pitch, chunks):
-    """m (36, K, N, th*pitch) -> y (K, N, Ho, Wo), pitch = tw + 1. Per plane: A^T down the tiles'
-    columns into r[6*i + b], A along their rows into t[4*i + j], then each output row gathers its
-    four column phases."""
-    k_out, nb, tiles = m.shape[1], m.shape[2], uint64(m.shape[3])
-    ho, wo = y.shape[2], y.shape[3]
-    planes = k_out * nb
+def _output_loops(m, at, y, th, chunks):
+    """m (36, K, th*N*pitch) -> y (K, N, Ho, Wo), pitch = tw + 1. Per output channel: A^T down the
+    tiles' columns into r[6*i + b], A along their rows into t[4*i + j], then each output row gathers
+    its four column phases."""
+    k_out, slots = m.shape[1:]
+    nb, ho, wo = y.shape[1:]
+    row = slots // th
+    pitch = row // nb
     for chunk in prange(chunks):
-        r, t = np.empty((24, tiles), m.dtype), np.empty((16, tiles), m.dtype)
-        for p in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
-            k, n = p // nb, p % nb
+        r, t = np.empty((24, slots), m.dtype), np.empty((16, slots), m.dtype)
+        for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
             for e in range(24):
                 c_, b = at[e // 6], e % 6
-                for f in range(tiles):
-                    r[e, f] = _dot6(c_, m[b, k, n, f], m[6 + b, k, n, f], m[12 + b, k, n, f], m[18 + b, k, n, f],
-                                    m[24 + b, k, n, f], m[30 + b, k, n, f])
+                for f in range(uint64(slots)):
+                    r[e, f] = _dot6(c_, m[b, k, f], m[6 + b, k, f], m[12 + b, k, f], m[18 + b, k, f],
+                                    m[24 + b, k, f], m[30 + b, k, f])
             for e in range(16):
                 c_, i6 = at[e % 4], e // 4 * 6
-                for f in range(tiles):
+                for f in range(uint64(slots)):
                     t[e, f] = _dot6(c_, r[i6, f], r[i6 + 1, f], r[i6 + 2, f], r[i6 + 3, f], r[i6 + 4, f], r[i6 + 5, f])
-            dst = y[k, n]
-            for yy in range(ho):
-                row, t0 = dst[yy], uint64(yy // 4 * pitch)
-                for j in range(4):
-                    src, o = t[yy % 4 * 4 + j], row[j:]
-                    for tx in range(uint64((wo - j + 3) // 4)):
-                        o[4 * tx] = src[t0 + tx]
+            for n in range(nb):
+                for yy in range(ho):
+                    dst, t0 = y[k, n, yy], uint64(yy // 4 * row + n * pitch)
+                    for j in range(4):
+                        src, o = t[yy % 4 * 4 + j], dst[j:]
+                        for tx in range(uint64((wo - j + 3) // 4)):
+                            o[4 * tx] = src[t0 + tx]
 
 def winograd_conv3x3(x, weight, padding, out, v=None):
     """Stride-1 3x3 convolution: x (N, C, H, W), any strides, weight (K, C, 3, 3) -> out (K, N, Ho, Wo),
@@ -291,31 +293,32 @@ def _winograd_grad_output_numba(gy, out):
     n, k, ho, wo = gy.shape
     _check("winograd_grad_output", out, (6, 6, k, n * winograd_slots((ho, wo))), gy.dtype)
     cm = is_channel_major(gy)
-    _grad_output_loops(canonical(gy, cm), cm, np.ascontiguousarray(AT.T, dtype=gy.dtype), out.reshape(36, k, n, -1),
-                       winograd_tiles((ho, wo))[1] + 1, _chunks(k * n))
+    _grad_output_loops(canonical(gy, cm), cm, np.ascontiguousarray(AT.T, dtype=gy.dtype), out.reshape(36, k, -1),
+                       winograd_tiles((ho, wo))[0], _chunks(k))
     return out
 
 
 @njit(cache=True, parallel=True)
-def _grad_output_loops(g, cm, a, out, pitch, chunks):
-    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, N, th*pitch), a = A
-    (6, 4). Per plane: split by row and column phase into q[4*i + j] (tile (ty, tx) at slot
-    ty*pitch + tx, zero beyond the map and in the unused slots: made once per chunk, as every plane
-    writes the same elements), A down the tiles' columns into r[4*a + j], A^T along their rows into
-    out[6*a + b]."""
-    k_out, nb, slots = out.shape[1:]
-    ho, wo = (g.shape[2], g.shape[3])
-    planes = k_out * nb
+def _grad_output_loops(g, cm, a, out, th, chunks):
+    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*N*pitch), a = A
+    (6, 4). Per channel: split by row and column phase into q[4*i + j] (tile (ty, n, tx) at slot
+    (ty*N + n)*pitch + tx; zero beyond the map and in the unused slots, made once per chunk, as every
+    channel writes the same elements), A down the tiles' columns into r[4*a + j], A^T along their rows
+    into out[6*a + b]."""
+    k_out, slots = out.shape[1:]
+    nb, ho, wo = (g.shape[1], g.shape[2], g.shape[3]) if cm else (g.shape[0], g.shape[2], g.shape[3])
+    row = slots // th
+    pitch = row // nb
     for chunk in prange(chunks):
         q, r = np.zeros((16, slots), g.dtype), np.empty((24, slots), g.dtype)
-        for p in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
-            k, n = p // nb, p % nb
-            src = g[k, n] if cm else g[n, k]
-            for yy in range(ho):
-                for j in range(4):
-                    o, row = q[yy % 4 * 4 + j, yy // 4 * pitch:], src[yy, j:]
-                    for tx in range(uint64((wo - j + 3) // 4)):
-                        o[tx] = row[4 * tx]
+        for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
+            for n in range(nb):
+                src = g[k, n] if cm else g[n, k]
+                for yy in range(ho):
+                    for j in range(4):
+                        o, rw = q[yy % 4 * 4 + j, yy // 4 * row + n * pitch:], src[yy, j:]
+                        for tx in range(uint64((wo - j + 3) // 4)):
+                            o[tx] = rw[4 * tx]
             for e in range(24):
                 c_, j = a[e // 4], e % 4
                 for f in range(uint64(slots)):
@@ -323,4 +326,4 @@ def _grad_output_loops(g, cm, a, out, pitch, chunks):
             for e in range(36):
                 c_, a4 = a[e % 6], e // 6 * 4
                 for f in range(uint64(slots)):
-                    out[e, k, n, f] = _dot4(c_, r[a4, f], r[a4 + 1, f], r[a4 + 2, f], r[a4 + 3, f])
+                    out[e, k, f] = _dot4(c_, r[a4, f], r[a4 + 1, f], r[a4 + 2, f], r[a4 + 3, f])

@@ -39,7 +39,7 @@ def valid_slots(v, x_shape, padding):
     """V without the unused slot of each row of tiles."""
     n, c, h, w = x_shape
     th, tw = wg.winograd_tiles((h + 2 * padding[0] - 2, w + 2 * padding[1] - 2))
-    return v.reshape(6, 6, c, n, th, tw + 1)[..., :tw]
+    return v.reshape(6, 6, c, th, n, tw + 1)[..., :tw]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -108,7 +108,7 @@ def conv_both(x, w, padding, winograd):
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
-@pytest.mark.parametrize("shape, padding", [((2, 3, 24, 24), 1), ((1, 4, 27, 25), 2), ((2, 2, 26, 30), 0)])
+@pytest.mark.parametrize("shape, padding", [((4, 3, 24, 24), 1), ((2, 4, 27, 25), 2), ((3, 2, 26, 30), 0)])
 def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(8)
@@ -125,22 +125,25 @@ def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog):
 def test_conv2d_off_runs_im2col_and_agrees(caplog):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(9)
-    x, w = rng.standard_normal((2, 3, 24, 28)), rng.standard_normal((4, 3, 3, 3))
+    x, w = rng.standard_normal((4, 3, 24, 28)), rng.standard_normal((4, 3, 3, 3))
     off = conv_both(x, w, 1, False)
     assert "im2col" in caplog.text and "Winograd" not in caplog.text
     for a, b in zip(conv_both(x, w, 1, True), off):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
 
 
-def test_conv2d_gradcheck_through_winograd():
+def test_conv2d_gradcheck_through_winograd(caplog):
+    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(10)
-    x = minires.tensor(rng.standard_normal((1, 2, 24, 24)), requires_grad=True)
+    x = minires.tensor(rng.standard_normal((2, 2, 32, 32)), requires_grad=True)
     w = minires.tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
     assert minires.gradcheck(lambda x, w: F.conv2d(x, w, padding=1), [x, w], fast_mode=True)
+    assert "Winograd F(4x4, 3x3), V kept" in caplog.text
 
 
-@pytest.mark.parametrize("shape, kwargs", [((2, 3, 16, 16), {"padding": 1}), ((2, 3, 30, 30), {"stride": 2}),
-                                           ((2, 3, 30, 30), {"dilation": 2}), ((2, 4, 30, 30), {"groups": 2})])
+@pytest.mark.parametrize("shape, kwargs", [((2, 3, 16, 16), {"padding": 1}), ((64, 3, 7, 7), {"padding": 1}),
+                                           ((8, 3, 60, 60), {"stride": 2}), ((8, 3, 60, 60), {"dilation": 2}),
+                                           ((8, 4, 60, 60), {"groups": 2})])
 def test_other_shapes_keep_im2col(shape, kwargs, caplog):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     x = minires.tensor(np.ones(shape, np.float32))

@@ -73,18 +73,20 @@ def from_channel_major(a, n):
 def _winograd(x, geometry, groups, ohw):
     """Whether this convolution runs Winograd F(4x4, 3x3): 3x3, stride 1, no dilation, one group,
     padding <= 2 (so that the input's gradient is one too), float32/64 NumPy arrays with the Numba
-    kernels (the NumPy reference transforms are slower than im2col), and maps of at least
-    WINOGRAD_MIN_HW outputs a side. Measured on 2 cores, inference forward: 1.3-2.2x faster
-    than im2col + GEMM on 28x28 to 56x56 maps, even at 16x16, 0.5-1.0x at 14x14, where the
-    transforms' short rows of tiles and the GEMMs over few tiles cost more than the 4x fewer
+    kernels (the NumPy reference transforms are slower than im2col), maps of at least
+    WINOGRAD_MIN_HW outputs a side and at least WINOGRAD_MIN_SLOTS tile slots in the batch.
+    Measured on 2 cores (inference forward against im2col + GEMM): 1.2-2.1x on ResNet's 56x56 to 8x8
+    layers at batch 8-64; 0.5-1.0x with fewer tiles (batch 1-4 at 14x14, 8x8 at batch 2-8, 7x7 at
+    batch 8), where the weight transform and 36 GEMMs over few tiles cost more than the 4x fewer
     multiply-adds save."""
     ksize, stride, padding, dilation = geometry
-    return (_use_winograd and kernels.get_kernels() == "numba" and ksize == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
-            and max(padding) <= 2 and min(ohw) >= WINOGRAD_MIN_HW and isinstance(x, np.ndarray)
+    return (_use_winograd and kernels.get_kernels() == "numba" and ksize == (3, 3) and stride == (1, 1)
+            and dilation == (1, 1) and groups == 1 and max(padding) <= 2 and min(ohw) >= WINOGRAD_MIN_HW
+            and x.shape[0] * kernels.winograd_slots(ohw) >= WINOGRAD_MIN_SLOTS and isinstance(x, np.ndarray)
             and x.dtype in (np.float32, np.float64))
 
 
-WINOGRAD_MIN_HW = 24
+WINOGRAD_MIN_HW, WINOGRAD_MIN_SLOTS = 8, 128
 
 
 def _columns(x, geometry, ohw, memory=kernels.scratch, images=None):
