@@ -60,9 +60,48 @@ def _im2col_numba(x, ksize, stride, padding, dilation, out=None, images=None):
     n0, n1 = (0, x.shape[0]) if images is None else images
     c, h, w = x.shape[1:]
     cm = is_channel_major(x)
-    col = _col_array(x, n1 - n0, ksize, out_hw((h, w), ksize, stride, padding, dilation), out)
-    _im2col_loops(canonical(x, cm), cm, n0, col, *stride, *padding, *dilation)
+    ohw = out_hw((h, w), ksize, stride, padding, dilation)
+    col = _col_array(x, n1 - n0, ksize, ohw, out)
+    if ohw[1] < GATHER_BELOW:
+        _im2col_gather(canonical(x, cm).reshape(-1), cm, n0, c, (h, w), col.reshape(c, ksize[0] * ksize[1], -1),
+                       _tap_offsets(cm, n1 - n0, c, (h, w), ksize, ohw, stride, padding, dilation))
+    else:
+        _im2col_loops(canonical(x, cm), cm, n0, col, *stride, *padding, *dilation)
     return col.reshape(c * ksize[0] * ksize[1], -1)
+
+
+GATHER_BELOW = 12  # maps narrower than this many outputs take _im2col_gather (measured: 1.2-3.4x at 2-8 wide, 0.45x at 14)
+
+
+def _tap_offsets(cm, n, c, hw, ksize, ohw, stride, padding, dilation):
+    """(kh*kw, n*Ho*Wo) int64: for each tap and output (image, y, x), the offset in x's memory of the
+    input element it reads, relative to its channel's first element (cm) or to channel c of image 0,
+    -1 where that is padding."""
+    (h, w), (kh, kw), (ho, wo) = hw, ksize, ohw
+    iy = (np.arange(ho) * stride[0])[None, :, None] + (np.arange(kh) * dilation[0] - padding[0])[:, None, None]
+    ix = (np.arange(wo) * stride[1])[None, None, :] + (np.arange(kw) * dilation[1] - padding[1])[:, None, None]
+    iy, ix = iy[:, None, :, :, None], ix[None, :, :, None, :]  # (kh, 1, ho, 1, 1), (1, kw, 1, 1, wo)
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    image = np.arange(n)[:, None, None] * (h * w if cm else c * h * w)  # (n, 1, 1)
+    off = np.where(inside, iy * w + ix, -1)  # (kh, kw, ho, 1, wo)
+    off = np.where(off[:, :, None, :, 0, :] >= 0, image + off[:, :, None, :, 0, :], -1)  # (kh, kw, n, ho, wo)
+    return np.ascontiguousarray(off.reshape(kh * kw, -1))
+
+
+@njit(cache=True, parallel=True)
+def _im2col_gather(x, cm, n0, c_in, hw, col, taps):
+    """x flat (canonical memory), col (C, kh*kw, n*Ho*Wo): col[c, t, k] = x[base + taps[t, k]], 0 where
+    taps is -1; base: channel c of image n0. For small maps, whose rows are too short for the row
+    loops of _im2col_loops: one loop over a whole (c, tap) row of col. Loops: rows in parallel."""
+    nt, count = taps.shape
+    plane = hw[0] * hw[1]
+    for r in prange(c_in * nt):
+        c, t = r // nt, r % nt
+        base = (c * x.size // c_in + n0 * plane) if cm else (n0 * c_in + c) * plane
+        dst, tap = col[c, t], taps[t]
+        for k in range(uint64(count)):
+            o = tap[k]
+            dst[k] = x[base + o] if o >= 0 else 0
 
 
 @njit(cache=True, parallel=True)

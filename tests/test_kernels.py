@@ -6,6 +6,7 @@ sum differs (max-pool backward, the batch-norm reductions, which Numba accumulat
 Inputs come in three memory layouts: NCHW-contiguous, channel-major (an (N, C, H, W) view of
 (C, N, H, W) memory, as conv2d outputs are) and a sliced, non-contiguous view.
 """
+import importlib
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from minires.kernels._geometry import pool_out_size, valid_range
 from minires.kernels._layout import is_channel_major
 from minires.kernels.pooling import avgpool_divisor
 
+im2col_module = importlib.import_module("minires.kernels.im2col")  # the module, not the kernel it defines
 LAYOUTS = ["nchw", "channel_major", "sliced"]
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 2e-6, np.float64: 1e-13}
@@ -82,9 +84,12 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
+@pytest.mark.parametrize("im2col_path", ["rows", "gather"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_im2col_col2im_equal_reference(case, layout, dtype, rng):
+def test_im2col_col2im_equal_reference(case, layout, dtype, im2col_path, rng, monkeypatch):
+    # both loop structures of the Numba im2col on every case (it picks one by the output width)
+    monkeypatch.setattr(im2col_module, "GATHER_BELOW", 0 if im2col_path == "rows" else 1 << 30)
     shape, *geometry = case
     x = make(shape, layout, dtype, rng)
     col, ref = both(kernels.im2col, x, *geometry)
