@@ -8,7 +8,9 @@ Inputs may have any strides (NCHW or channel-major memory).
 The Numba versions write every col element once (zeros included) and read each input plane from
 cache kh*kw times; they are memory-bound, about the cost of writing col. Their loops index with
 unsigned integers: Numba then skips the negative-index wraparound test that otherwise keeps LLVM
-from vectorizing the inner loop (a 2x difference on 56-wide rows).
+from vectorizing the inner loop (a 2x difference on 56-wide rows). On narrow maps, whose rows of a
+few elements make those loops mostly overhead, they run the gather loops instead: one loop per
+(channel, tap) row of col over the whole batch, through a table of input offsets (_tap_offsets).
 """
 import math
 
@@ -70,7 +72,9 @@ def _im2col_numba(x, ksize, stride, padding, dilation, out=None, images=None):
     return col.reshape(c * ksize[0] * ksize[1], -1)
 
 
-GATHER_BELOW = 12  # maps narrower than this many outputs take _im2col_gather (measured: 1.2-3.4x at 2-8 wide, 0.45x at 14)
+# The gather loops, for maps too narrow for the row loops: im2col's below 12 outputs wide (measured
+# 1.2-3.4x at 2 to 8, 0.45x at 14), col2im's below 6 inputs wide (1.3-4.5x at 2 and 4, 0.6-0.9x at 7, 8).
+GATHER_BELOW, COL2IM_GATHER_BELOW = 12, 6
 
 
 def _tap_offsets(cm, n, c, hw, ksize, ohw, stride, padding, dilation):
@@ -166,8 +170,39 @@ def _col2im_numba(col, x_shape, ksize, stride, padding, dilation):
     n, c, h, w = x_shape
     ohw = out_hw((h, w), ksize, stride, padding, dilation)
     gx = np.empty((c, n, h, w), dtype=col.dtype)
-    _col2im_loops(np.ascontiguousarray(col).reshape(c, *ksize, n, *ohw), gx, *stride, *padding, *dilation)
+    if w < COL2IM_GATHER_BELOW:
+        taps = _tap_offsets(True, n, c, (h, w), ksize, ohw, stride, padding, dilation)
+        _col2im_gather(np.ascontiguousarray(col).reshape(c, ksize[0] * ksize[1], -1), gx.reshape(c, -1),
+                       _readers(taps, n * h * w))
+    else:
+        _col2im_loops(np.ascontiguousarray(col).reshape(c, *ksize, n, *ohw), gx, *stride, *padding, *dilation)
     return gx.transpose(1, 0, 2, 3)
+
+
+def _readers(taps, size):
+    """The inverse of _tap_offsets' table (channel-major): (kh*kw, size), for each tap and input
+    element the output whose window reads it through that tap (at most one), or -1."""
+    inv = np.full((taps.shape[0], size), -1, np.int64)
+    t, k = np.nonzero(taps >= 0)
+    inv[t, taps[t, k]] = k
+    return inv
+
+
+@njit(cache=True, parallel=True)
+def _col2im_gather(col, gx, readers):
+    """col (C, kh*kw, n*Ho*Wo), gx (C, n*H*W): gx[c, k] = the sum over taps t, in order, of
+    col[c, t, readers[t, k]] (those >= 0): the reference's additions in its order, so exactly equal.
+    For small maps, as _im2col_gather. Loops: channels in parallel > input elements > taps."""
+    nt, size = readers.shape
+    for c in prange(col.shape[0]):
+        src, dst = col[c], gx[c]
+        for k in range(uint64(size)):
+            acc = dst.dtype.type(0)
+            for t in range(nt):
+                o = readers[t, k]
+                if o >= 0:
+                    acc += src[t, o]
+            dst[k] = acc
 
 
 @njit(cache=True, parallel=True)

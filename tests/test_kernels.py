@@ -88,8 +88,9 @@ CONV_CASES = [
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_col2im_equal_reference(case, layout, dtype, im2col_path, rng, monkeypatch):
-    # both loop structures of the Numba im2col on every case (it picks one by the output width)
-    monkeypatch.setattr(im2col_module, "GATHER_BELOW", 0 if im2col_path == "rows" else 1 << 30)
+    # both loop structures of the Numba im2col and col2im on every case (they pick one by the width)
+    for name in ("GATHER_BELOW", "COL2IM_GATHER_BELOW"):
+        monkeypatch.setattr(im2col_module, name, 0 if im2col_path == "rows" else 1 << 30)
     shape, *geometry = case
     x = make(shape, layout, dtype, rng)
     col, ref = both(kernels.im2col, x, *geometry)
