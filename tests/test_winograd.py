@@ -108,7 +108,7 @@ def conv_both(x, w, padding, winograd):
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
-@pytest.mark.parametrize("shape, padding", [((4, 3, 24, 24), 1), ((2, 4, 27, 25), 2), ((3, 2, 26, 30), 0)])
+@pytest.mark.parametrize("shape, padding", [((8, 3, 24, 24), 1), ((4, 4, 27, 25), 2), ((6, 2, 26, 30), 0)])
 def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(8)
@@ -125,7 +125,7 @@ def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog):
 def test_conv2d_off_runs_im2col_and_agrees(caplog):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(9)
-    x, w = rng.standard_normal((4, 3, 24, 28)), rng.standard_normal((4, 3, 3, 3))
+    x, w = rng.standard_normal((6, 3, 24, 28)), rng.standard_normal((4, 3, 3, 3))
     off = conv_both(x, w, 1, False)
     assert "im2col" in caplog.text and "Winograd" not in caplog.text
     for a, b in zip(conv_both(x, w, 1, True), off):
@@ -135,7 +135,7 @@ def test_conv2d_off_runs_im2col_and_agrees(caplog):
 def test_conv2d_gradcheck_through_winograd(caplog):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(10)
-    x = minires.tensor(rng.standard_normal((2, 2, 32, 32)), requires_grad=True)
+    x = minires.tensor(rng.standard_normal((4, 2, 32, 32)), requires_grad=True)
     w = minires.tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
     assert minires.gradcheck(lambda x, w: F.conv2d(x, w, padding=1), [x, w], fast_mode=True)
     assert "Winograd F(4x4, 3x3), V kept" in caplog.text
@@ -148,6 +148,18 @@ def test_other_shapes_keep_im2col(shape, kwargs, caplog):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     x = minires.tensor(np.ones(shape, np.float32))
     F.conv2d(x, minires.tensor(np.ones((4, shape[1] // kwargs.get("groups", 1), 3, 3), np.float32)), **kwargs)
+    assert "im2col" in caplog.text and "Winograd" not in caplog.text
+
+
+def test_inference_takes_winograd_on_smaller_maps_than_training(caplog):
+    """8x8 maps at batch 64: Winograd pays in a forward alone, not with the two backward passes."""
+    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+    x, w = np.ones((64, 4, 8, 8), np.float32), np.ones((4, 4, 3, 3), np.float32)
+    with minires.no_grad():
+        F.conv2d(minires.tensor(x), minires.tensor(w), padding=1)
+    assert "Winograd" in caplog.text
+    caplog.clear()
+    F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=True), padding=1)
     assert "im2col" in caplog.text and "Winograd" not in caplog.text
 
 

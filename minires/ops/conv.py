@@ -70,23 +70,25 @@ def from_channel_major(a, n):
     return a.reshape(a.shape[0], n, -1).transpose(1, 0, 2)
 
 
-def _winograd(x, geometry, groups, ohw):
+def _winograd(x, geometry, groups, ohw, grad):
     """Whether this convolution runs Winograd F(4x4, 3x3): 3x3, stride 1, no dilation, one group,
     padding <= 2 (so that the input's gradient is one too), float32/64 NumPy arrays with the Numba
-    kernels (the NumPy reference transforms are slower than im2col), maps of at least
-    WINOGRAD_MIN_HW outputs a side and at least WINOGRAD_MIN_SLOTS tile slots in the batch.
-    Measured on 2 cores (inference forward against im2col + GEMM): 1.2-2.1x on ResNet's 56x56 to 8x8
-    layers at batch 8-64; 0.5-1.0x with fewer tiles (batch 1-4 at 14x14, 8x8 at batch 2-8, 7x7 at
-    batch 8), where the weight transform and 36 GEMMs over few tiles cost more than the 4x fewer
-    multiply-adds save."""
+    kernels (the NumPy reference transforms are slower than im2col), and maps and a batch large
+    enough: at least WINOGRAD_MIN[grad] = (outputs a side, tile slots in the batch), grad: whether a
+    gradient will be needed. Measured on 2 cores against im2col + GEMM: inference 1.2-2.1x on
+    ResNet's 56x56 to 8x8 layers at batch 8-64, 0.5-1.0x with fewer tiles (batch 1-4 at 14x14, 8x8
+    at batch 2-8, 7x7 at batch 8); forward + backward 1.1-1.7x from 16x16 (and 14x14 at batch 16),
+    0.84-0.93x at 8x8 (batch 64) and 14x14 at batch 8, where the weight transforms and 36 GEMMs over
+    few tiles cost more than the 4x fewer multiply-adds save."""
     ksize, stride, padding, dilation = geometry
+    min_hw, min_slots = WINOGRAD_MIN[grad]
     return (_use_winograd and kernels.get_kernels() == "numba" and ksize == (3, 3) and stride == (1, 1)
-            and dilation == (1, 1) and groups == 1 and max(padding) <= 2 and min(ohw) >= WINOGRAD_MIN_HW
-            and x.shape[0] * kernels.winograd_slots(ohw) >= WINOGRAD_MIN_SLOTS and isinstance(x, np.ndarray)
+            and dilation == (1, 1) and groups == 1 and max(padding) <= 2 and min(ohw) >= min_hw
+            and x.shape[0] * kernels.winograd_slots(ohw) >= min_slots and isinstance(x, np.ndarray)
             and x.dtype in (np.float32, np.float64))
 
 
-WINOGRAD_MIN_HW, WINOGRAD_MIN_SLOTS = 8, 128
+WINOGRAD_MIN = {False: (8, 128), True: (14, 256)}
 
 
 def _columns(x, geometry, ohw, memory=kernels.scratch, images=None):
@@ -108,7 +110,7 @@ class Conv2d(Function):
         # col (Winograd's V) kept for the weight's gradient is made for the whole batch; otherwise
         # chunk by chunk
         keep_col = ctx.needs_input_grad[1] and not _is_pointwise(*geometry)
-        ctx.winograd = _winograd(x, geometry, groups, ohw)
+        ctx.winograd = _winograd(x, geometry, groups, ohw, any(ctx.needs_input_grad[:2]))
         chunks = [] if ctx.winograd else [(0, x.shape[0])] if keep_col else _chunks(x, geometry, ohw)
         if log.isEnabledFor(logging.DEBUG):
             scheme = "1x1: plain GEMM on x" if _is_pointwise(*geometry) else (

@@ -35,7 +35,7 @@ CASES = {
     "resnet18": ("resnet18", {"num_classes": 10}, (4, 3, 64, 64), 18),
     "resnet50": ("resnet50", {"num_classes": 10}, (4, 3, 64, 64), 50),
     # the small-input stem keeps 32x32 maps in layer1: its convolutions run Winograd F(4x4, 3x3)
-    "resnet18_small": ("resnet18", {"num_classes": 10, "small_input": True}, (2, 3, 32, 32), 19),
+    "resnet18_small": ("resnet18", {"num_classes": 10, "small_input": True}, (4, 3, 32, 32), 19),
 }
 TOL = {"float32": 1e-4, "float64": 1e-9}
 MARGIN = {"float32": 4.0, "float64": 0.0}  # draw_state's margin for the check in each precision
