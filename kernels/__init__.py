@@ -18,6 +18,8 @@ __all__ = [
     "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels", "MALLOC_TUNED",
     "im2col", "col2im", "conv_out_size",
     "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
-    "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "add_relu", "relu_backward", "sgd_update", "scratch", "pooled", "recycle", "release_scratch",
-    "winograd_conv3x3", "winograd_weight_grad", "winograd_grad_output", "winograd_weights", "winograd_input", "winograd_output", "winograd_tiles", "winograd_slots",
+    "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "add_relu", "relu_backward", "sgd_update",
+    "scratch", "pooled", "recycle", "release_scratch",
+    "winograd_conv3x3", "winograd_weight_grad", "winograd_weights", "winograd_input", "winograd_output",
+    "winograd_grad_output", "winograd_tiles", "winograd_slots",
 ]

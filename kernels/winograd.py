@@ -120,12 +120,13 @@ def _chunks(channels):
     return min(channels, 4 * get_num_threads())
 
 
-# Numba versions. Each works on whole channels over the batch, runs of them in parallel, and
-# vectorizes across the channel's tiles: every arithmetic loop is one 6-term dot product of a transform row
-# with six unit-stride runs, stored to one run (with more stores per loop, LLVM's alias checks give
-# up on vectorizing it). The runs are indexed, not sliced: a Numba view costs reference counting on
-# the parent array, which the threads share. Indices are unsigned (see im2col); the transform
-# matrices come in the data's dtype (float32 * a float64 constant is computed in float64).
+# Numba versions. The input and output transforms work on whole channels over the batch, runs of
+# them in parallel, and vectorize across the channel's tiles: each arithmetic loop is one 6-term dot
+# product of a transform row with six unit-stride runs, stored to one run (with more stores per
+# loop, LLVM's alias checks give up on vectorizing it). The runs are indexed, not sliced: a Numba
+# view costs reference counting on the parent array, which the threads share. Indices are unsigned
+# (see im2col); the transform matrices come in the data's dtype (float32 * a float64 constant is
+# computed in float64).
 
 @njit(inline="always")
 def _dot6(c, r0, r1, r2, r3, r4, r5):
@@ -153,7 +154,9 @@ def _winograd_weights_numba(w, out):
 
 @njit(cache=True, parallel=True)
 def _weights_loops(w, u):
-    """w (K, C, 3, 3) -> u (6, 6, K, C). Loops: filters k in parallel > rows of G g > c (vectorized)."""
+    """w (K, C, 3, 3) -> u (6, 6, K, C), G g G^T by two passes of _g (in float64: its constants are
+    Python floats; the transform is 36*K*C outputs, small beside the layer). Loops: filters k in
+    parallel > columns > c."""
     k_out, c_in = w.shape[:2]
     for k in prange(k_out):
         gw = np.empty((6, 3, c_in), w.dtype)  # G g per column j
@@ -208,11 +211,13 @@ def _input_loops(x, cm, bt, v, th, ph, pw, chunks):
                     c_, e = bt[a], 6 * a + j
                     for f in range(uint64(slots)):
                         g, g1 = f + oj, f + oi
-                        s[e, f] = _dot6(c_, q[rj, g], q[4 + rj, g], q[8 + rj, g], q[12 + rj, g], q[rj, g1], q[4 + rj, g1])
+                        s[e, f] = _dot6(c_, q[rj, g], q[4 + rj, g], q[8 + rj, g], q[12 + rj, g],
+                                        q[rj, g1], q[4 + rj, g1])
             for e in range(36):
                 c_, a6 = bt[e % 6], e // 6 * 6
                 for f in range(uint64(slots)):
-                    v[e, c, f] = _dot6(c_, s[a6, f], s[a6 + 1, f], s[a6 + 2, f], s[a6 + 3, f], s[a6 + 4, f], s[a6 + 5, f])
+                    v[e, c, f] = _dot6(c_, s[a6, f], s[a6 + 1, f], s[a6 + 2, f], s[a6 + 3, f],
+                                       s[a6 + 4, f], s[a6 + 5, f])
 
 
 @winograd_output.register("numba")
@@ -279,9 +284,9 @@ def winograd_weight_grad(gy, v):
     xp = array_module(gy)
     n, k = gy.shape[:2]
     c, t = v.shape[2:]
-    if v.shape[:2] != (6, 6) or t != n * winograd_slots(gy.shape[2:]):
-        raise ValueError(f"winograd_weight_grad: gy {gy.shape} needs V of shape (6, 6, C, {n * winograd_slots(gy.shape[2:])}), "
-                         f"got {v.shape}")
+    slots = n * winograd_slots(gy.shape[2:])
+    if v.shape[:2] != (6, 6) or t != slots:
+        raise ValueError(f"winograd_weight_grad: gy {gy.shape} needs V of shape (6, 6, C, {slots}), got {v.shape}")
     gyt = winograd_grad_output(gy, scratch(gy, (6, 6, k, t), gy.dtype))
     du = xp.matmul(gyt.reshape(36, k, t), v.reshape(36, c, t).swapaxes(1, 2))
     g = xp.asarray(G, dtype=gy.dtype)

@@ -124,7 +124,8 @@ class Conv2d(Function):
             col = _columns(x, geometry, ohw, kernels.pooled if keep_col else kernels.scratch, (n0, n1))
             xp.matmul(w, col.reshape(groups, -1, col.shape[1]), out=_grouped(y[:, n0:n1], groups))
         if ctx.winograd:
-            col = kernels.pooled(x, (6, 6, x.shape[1], x.shape[0] * kernels.winograd_slots(ohw)), x.dtype) if keep_col else None
+            v_shape = (6, 6, x.shape[1], x.shape[0] * kernels.winograd_slots(ohw))
+            col = kernels.pooled(x, v_shape, x.dtype) if keep_col else None
             kernels.winograd_conv3x3(x, weight, padding, out=y, v=col)
         if bias is not None:
             y += bias[:, None, None, None]
@@ -143,8 +144,9 @@ class Conv2d(Function):
             wt = weight.reshape(groups, cout // groups, -1).swapaxes(1, 2)
             if ctx.winograd:  # gx = 3x3 convolution of gy, padded 2 - p, with the flipped weight, (C, Cout)
                 n, c, h, w = ctx.x_shape
-                gx = kernels.winograd_conv3x3(g, weight[:, :, ::-1, ::-1].swapaxes(0, 1), tuple(2 - p for p in ctx.geometry[2]),
-                                              out=xp.empty((c, n, h, w), g.dtype)).transpose(1, 0, 2, 3)
+                flipped, padding = weight[:, :, ::-1, ::-1].swapaxes(0, 1), tuple(2 - p for p in ctx.geometry[2])
+                gx = kernels.winograd_conv3x3(g, flipped, padding, out=xp.empty((c, n, h, w), g.dtype))
+                gx = gx.transpose(1, 0, 2, 3)
             elif _is_pointwise(*ctx.geometry):  # gcol is gx itself
                 gx = from_channel_major(xp.matmul(wt, gy).reshape(-1, gy.shape[2]), g.shape[0]).reshape(ctx.x_shape)
             else:
