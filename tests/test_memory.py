@@ -163,3 +163,14 @@ def test_fused_relus_are_one_node_saving_one_activation_in_the_input_layout():
         assert out._node.inputs[0] is first_input and out.data.strides == x.data.strides
         activations = [a for a in out._node.saved_tensors if a is not None and a.size > x.shape[1]]  # not (C,) vectors
         assert [a.size for a in activations] == [x.data.size]
+
+
+@pytest.mark.parametrize("shape, k, winograd", [((2, 3, 6, 6), 3, False), ((2, 3, 6, 6), 1, False),
+                                                 ((8, 3, 24, 24), 3, True)])
+def test_conv_with_a_frozen_weight_saves_neither_input_nor_col(shape, k, winograd):
+    """Only the input's gradient wanted: conv2d keeps the weight, not x (which only the weight's
+    gradient reads) nor a col or Winograd's V."""
+    x = minires.tensor(np.ones(shape), requires_grad=True)
+    y = F.conv2d(x, minires.tensor(np.ones((4, 3, k, k))), padding=k // 2)
+    assert y._node.winograd == winograd
+    assert [a is None for a in y._node.saved_tensors] == [True, False, True]

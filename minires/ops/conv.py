@@ -129,7 +129,8 @@ class Conv2d(Function):
             kernels.winograd_conv3x3(x, weight, padding, out=y, v=col)
         if bias is not None:
             y += bias[:, None, None, None]
-        ctx.save_for_backward(None if keep_col else x, weight, col if keep_col else None)
+        # x only where the weight's gradient will need it (a 1x1 convolution's col is x itself)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] and not keep_col else None, weight, col if keep_col else None)
         ctx.geometry, ctx.groups, ctx.x_shape = geometry, groups, x.shape
         return y.transpose(1, 0, 2, 3)
 
