@@ -138,36 +138,31 @@ def _dot4(c, r0, r1, r2, r3):
     return c[0] * r0 + c[1] * r1 + c[2] * r2 + c[3] * r3
 
 
-@njit(inline="always")
-def _g(g0, g1, g2):
-    """G g for one column g of three values."""
-    s = g0 + g2
-    return g0 / 4, -(s + g1) / 6, (g1 - s) / 6, g0 / 24 + g1 / 12 + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2
-
-
 @winograd_weights.register("numba")
 def _winograd_weights_numba(w, out):
     _check("winograd_weights", out, (6, 6, *w.shape[:2]), w.dtype)
-    _weights_loops(np.ascontiguousarray(w), out)
+    _weights_loops(np.ascontiguousarray(w.transpose(0, 2, 3, 1)), G.astype(w.dtype), out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def _weights_loops(w, u):
-    """w (K, C, 3, 3) -> u (6, 6, K, C), G g G^T by two passes of _g (in float64: its constants are
-    Python floats; the transform is 36*K*C outputs, small beside the layer). Loops: filters k in
-    parallel > columns > c."""
-    k_out, c_in = w.shape[:2]
+def _weights_loops(w, g, u):
+    """w (K, 3, 3, C) (channels last, so that each filter tap is a unit-stride run over C), g = G
+    -> u (6, 6, K, C): G w down the columns into gw[a, j], then along the rows. Loops: filters k in
+    parallel > transform rows > c."""
+    k_out, c_in = w.shape[0], w.shape[3]
     for k in prange(k_out):
-        gw = np.empty((6, 3, c_in), w.dtype)  # G g per column j
-        for j in range(3):
-            for c in range(c_in):
-                gw[0, j, c], gw[1, j, c], gw[2, j, c], gw[3, j, c], gw[4, j, c], gw[5, j, c] = _g(
-                    w[k, c, 0, j], w[k, c, 1, j], w[k, c, 2, j])
+        gw = np.empty((6, 3, c_in), w.dtype)
         for a in range(6):
-            for c in range(c_in):
-                u[a, 0, k, c], u[a, 1, k, c], u[a, 2, k, c], u[a, 3, k, c], u[a, 4, k, c], u[a, 5, k, c] = _g(
-                    gw[a, 0, c], gw[a, 1, c], gw[a, 2, c])
+            g0, g1, g2 = g[a, 0], g[a, 1], g[a, 2]
+            for j in range(3):
+                for c in range(uint64(c_in)):
+                    gw[a, j, c] = g0 * w[k, 0, j, c] + g1 * w[k, 1, j, c] + g2 * w[k, 2, j, c]
+        for a in range(6):
+            for b in range(6):
+                g0, g1, g2 = g[b, 0], g[b, 1], g[b, 2]
+                for c in range(uint64(c_in)):
+                    u[a, b, k, c] = g0 * gw[a, 0, c] + g1 * gw[a, 1, c] + g2 * gw[a, 2, c]
 
 
 @winograd_input.register("numba")
