@@ -81,15 +81,12 @@ def _tap_offsets(cm, n, c, hw, ksize, ohw, stride, padding, dilation):
     """(kh*kw, n*Ho*Wo) int64: for each tap and output (image, y, x), the offset in x's memory of the
     input element it reads, relative to its channel's first element (cm) or to channel c of image 0,
     -1 where that is padding."""
-    (h, w), (kh, kw), (ho, wo) = hw, ksize, ohw
-    iy = (np.arange(ho) * stride[0])[None, :, None] + (np.arange(kh) * dilation[0] - padding[0])[:, None, None]
-    ix = (np.arange(wo) * stride[1])[None, None, :] + (np.arange(kw) * dilation[1] - padding[1])[:, None, None]
-    iy, ix = iy[:, None, :, :, None], ix[None, :, :, None, :]  # (kh, 1, ho, 1, 1), (1, kw, 1, 1, wo)
+    (h, w), (kh, kw), (ho, wo), (sh, sw), (ph, pw), (dh, dw) = hw, ksize, ohw, stride, padding, dilation
+    iy = (np.arange(kh) * dh - ph)[:, None, None, None, None] + (np.arange(ho) * sh)[:, None]  # (kh, 1, 1, ho, 1)
+    ix = (np.arange(kw) * dw - pw)[:, None, None, None] + np.arange(wo) * sw  # (kw, 1, 1, wo)
+    image = (np.arange(n) * (h * w if cm else c * h * w))[:, None, None]  # (n, 1, 1)
     inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    image = np.arange(n)[:, None, None] * (h * w if cm else c * h * w)  # (n, 1, 1)
-    off = np.where(inside, iy * w + ix, -1)  # (kh, kw, ho, 1, wo)
-    off = np.where(off[:, :, None, :, 0, :] >= 0, image + off[:, :, None, :, 0, :], -1)  # (kh, kw, n, ho, wo)
-    return np.ascontiguousarray(off.reshape(kh * kw, -1))
+    return np.where(inside, image + iy * w + ix, -1).reshape(kh * kw, -1)  # (kh, kw, n, ho, wo) flattened
 
 
 @njit(cache=True, parallel=True)
