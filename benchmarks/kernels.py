@@ -39,7 +39,7 @@ from numba import njit, prange
 from minires import kernels
 from minires.kernels._geometry import pool_out_size
 from minires.kernels.pooling import avgpool_divisor
-from minires.ops.conv import WINOGRAD_MIN
+from minires.ops.conv import _winograd
 
 KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
            "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "bn_forward+relu", "bn_train_forward+relu",
@@ -92,11 +92,14 @@ def resnet_layers(depth, batch, size):
 
 
 def is_winograd(kind, shape, geo):
-    """Whether conv2d runs this layer's convolution in a training step as Winograd F(4x4, 3x3)
-    (minires/ops/conv.py)."""
-    min_hw, min_slots = WINOGRAD_MIN[True]
-    return (kind == "conv" and geo == (3, 1, 1) and min(shape[2:]) >= min_hw
-            and shape[0] * kernels.winograd_slots(shape[2:]) >= min_slots)
+    """Whether conv2d runs this layer's convolution in a training step as Winograd F(4x4, 3x3): its
+    own rule, asked with a float32 stand-in for x."""
+    if kind != "conv" or geo[0] != 3:
+        return False
+    k, s, p = geo
+    ohw = tuple(kernels.conv_out_size(d, k, s, p, 1) for d in shape[2:])
+    x = np.broadcast_to(np.float32(0), shape)
+    return _winograd(x, ((k, k), (s, s), (p, p), (1, 1)), 1, ohw, True)
 
 
 def kernel_calls(layers):

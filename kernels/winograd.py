@@ -39,6 +39,11 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
 
 
+def _out_hw(hw, padding):
+    """(Ho, Wo) of a stride-1 3x3 convolution of (H, W) maps."""
+    return hw[0] + 2 * padding[0] - 2, hw[1] + 2 * padding[1] - 2
+
+
 def winograd_tiles(ohw):
     """(th, tw): the 4x4 output tiles covering an (Ho, Wo) map."""
     return -(-ohw[0] // 4), -(-ohw[1] // 4)
@@ -73,7 +78,7 @@ def winograd_input(x, padding, out):
     zero-padded input, the tile of output tile (ty, tx) starting at row 4*ty, column 4*tx."""
     xp = array_module(x)
     n, c, h, w = x.shape
-    ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    ohw = _out_hw((h, w), padding)
     (th, tw), slots = winograd_tiles(ohw), winograd_slots(ohw)
     _check("winograd_input", out, (6, 6, c, n * slots), x.dtype)
     xpad = xp.zeros((c, n, 4 * th + 2, 4 * tw + 6), x.dtype)  # room for the unused slot's tile
@@ -167,8 +172,8 @@ def _weights_loops(w, g, u):
 
 @winograd_input.register("numba")
 def _winograd_input_numba(x, padding, out):
-    n, c, h, w = x.shape
-    ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    n, c = x.shape[:2]
+    ohw = _out_hw(x.shape[2:], padding)
     _check("winograd_input", out, (6, 6, c, n * winograd_slots(ohw)), x.dtype)
     cm = is_channel_major(x)
     _input_loops(canonical(x, cm), cm, BT.astype(x.dtype), out.reshape(36, c, -1), winograd_tiles(ohw)[0], *padding,
@@ -252,41 +257,6 @@ def _output_loops(m, at, y, th, chunks):
                         for tx in range(uint64((wo - j + 3) // 4)):
                             o[4 * tx] = src[t0 + tx]
 
-def winograd_conv3x3(x, weight, padding, out, v=None):
-    """Stride-1 3x3 convolution: x (N, C, H, W), any strides, weight (K, C, 3, 3) -> out (K, N, Ho, Wo),
-    C-contiguous (channel-major y), Ho = H + 2*ph - 2. V goes into ``v`` (6, 6, C, N*slots) if given
-    (kept by the caller for winograd_weight_grad), else with U and M into this thread's scratch buffer."""
-    xp = array_module(x)
-    (n, c, h, w), k = x.shape, weight.shape[0]
-    ohw = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
-    t = n * winograd_slots(ohw)
-    if weight.shape != (k, c, 3, 3) or out.shape != (k, n, *ohw) or (v is not None and v.shape != (6, 6, c, t)):
-        raise ValueError(f"winograd_conv3x3: x {x.shape}, weight {weight.shape} and padding {padding} give y of "
-                         f"shape {(k, n, *ohw)} (channel-major) and V {(6, 6, c, t)}, got out {out.shape}"
-                         + ("" if v is None else f" and v {v.shape}"))
-    buf = scratch(x, (36 * (k * c + k * t + (0 if v is not None else c * t)),), x.dtype)
-    u = winograd_weights(weight, buf[:36 * k * c].reshape(6, 6, k, c))
-    m = buf[36 * k * c:36 * (k * c + k * t)].reshape(6, 6, k, t)
-    v = winograd_input(x, padding, buf[36 * (k * c + k * t):].reshape(6, 6, c, t) if v is None else v)
-    xp.matmul(u.reshape(36, k, c), v.reshape(36, c, t), out=m.reshape(36, k, t))
-    return winograd_output(m, out)
-
-
-def winograd_weight_grad(gy, v):
-    """The weight's gradient of winograd_conv3x3: gy (N, K, Ho, Wo), any strides, and the forward's
-    V (6, 6, C, N*slots) -> gw (K, C, 3, 3). With GY = A gy A^T per 4x4 tile of gy (winograd_grad_output),
-        gw = G^T [ sum over tiles of GY * V ] G      (per (k, c); the sums are 36 GEMMs, GY @ V^T)."""
-    xp = array_module(gy)
-    n, k = gy.shape[:2]
-    c, t = v.shape[2:]
-    slots = n * winograd_slots(gy.shape[2:])
-    if v.shape[:2] != (6, 6) or t != slots:
-        raise ValueError(f"winograd_weight_grad: gy {gy.shape} needs V of shape (6, 6, C, {slots}), got {v.shape}")
-    gyt = winograd_grad_output(gy, scratch(gy, (6, 6, k, t), gy.dtype))
-    du = xp.matmul(gyt.reshape(36, k, t), v.reshape(36, c, t).swapaxes(1, 2))
-    g = xp.asarray(G, dtype=gy.dtype)
-    return xp.einsum("ai,abkc,bj->kcij", g, du.reshape(6, 6, k, c), g, optimize=True)
-
 
 @winograd_grad_output.register("numba")
 def _winograd_grad_output_numba(gy, out):
@@ -327,3 +297,39 @@ def _grad_output_loops(g, cm, a, out, th, chunks):
                 c_, a4 = a[e % 6], e // 6 * 4
                 for f in range(uint64(slots)):
                     out[e, k, f] = _dot4(c_, r[a4, f], r[a4 + 1, f], r[a4 + 2, f], r[a4 + 3, f])
+
+
+def winograd_conv3x3(x, weight, padding, out, v=None):
+    """Stride-1 3x3 convolution: x (N, C, H, W), any strides, weight (K, C, 3, 3) -> out (K, N, Ho, Wo),
+    C-contiguous (channel-major y), Ho = H + 2*ph - 2. V goes into ``v`` (6, 6, C, N*slots) if given
+    (kept by the caller for winograd_weight_grad), else with U and M into this thread's scratch buffer."""
+    xp = array_module(x)
+    (n, c), k = x.shape[:2], weight.shape[0]
+    ohw = _out_hw(x.shape[2:], padding)
+    t = n * winograd_slots(ohw)
+    if weight.shape != (k, c, 3, 3) or out.shape != (k, n, *ohw) or (v is not None and v.shape != (6, 6, c, t)):
+        raise ValueError(f"winograd_conv3x3: x {x.shape}, weight {weight.shape} and padding {padding} give y of "
+                         f"shape {(k, n, *ohw)} (channel-major) and V {(6, 6, c, t)}, got out {out.shape}"
+                         + ("" if v is None else f" and v {v.shape}"))
+    buf = scratch(x, (36 * (k * c + k * t + (0 if v is not None else c * t)),), x.dtype)
+    u = winograd_weights(weight, buf[:36 * k * c].reshape(6, 6, k, c))
+    m = buf[36 * k * c:36 * (k * c + k * t)].reshape(6, 6, k, t)
+    v = winograd_input(x, padding, buf[36 * (k * c + k * t):].reshape(6, 6, c, t) if v is None else v)
+    xp.matmul(u.reshape(36, k, c), v.reshape(36, c, t), out=m.reshape(36, k, t))
+    return winograd_output(m, out)
+
+
+def winograd_weight_grad(gy, v):
+    """The weight's gradient of winograd_conv3x3: gy (N, K, Ho, Wo), any strides, and the forward's
+    V (6, 6, C, N*slots) -> gw (K, C, 3, 3). With GY = A gy A^T per 4x4 tile of gy (winograd_grad_output),
+        gw = G^T [ sum over tiles of GY * V ] G      (per (k, c); the sums are 36 GEMMs, GY @ V^T)."""
+    xp = array_module(gy)
+    n, k = gy.shape[:2]
+    c, t = v.shape[2:]
+    slots = n * winograd_slots(gy.shape[2:])
+    if v.shape[:2] != (6, 6) or t != slots:
+        raise ValueError(f"winograd_weight_grad: gy {gy.shape} needs V of shape (6, 6, C, {slots}), got {v.shape}")
+    gyt = winograd_grad_output(gy, scratch(gy, (6, 6, k, t), gy.dtype))
+    du = xp.matmul(gyt.reshape(36, k, t), v.reshape(36, c, t).swapaxes(1, 2))
+    g = xp.asarray(G, dtype=gy.dtype)
+    return xp.einsum("ai,abkc,bj->kcij", g, du.reshape(6, 6, k, c), g, optimize=True)
