@@ -15,9 +15,6 @@ from ._xp import array_module
 
 __all__ = ["add_relu", "relu_backward"]
 
-_CHUNK = 1 << 14  # elements per parallel task: 64 KB of float32, enough to amortize the scheduling
-
-
 @kernel
 def add_relu(a, b):
     """a, b of one shape and dtype -> max(a + b, 0) (NaN kept), in a's memory layout."""
@@ -33,11 +30,11 @@ def _add_relu_numba(a, b):
 
 @njit(cache=True, parallel=True)
 def _add_relu_loops(a, b, out):
-    """a, b, out 1-D, contiguous: out = a + b, 0 where that is < 0. Loops: chunks in parallel > elements."""
-    for k in prange((a.size + _CHUNK - 1) // _CHUNK):
-        for i in range(k * _CHUNK, min((k + 1) * _CHUNK, a.size)):
-            v = a[i] + b[i]
-            out[i] = 0 if v < 0 else v
+    """a, b, out 1-D, contiguous: out = a + b, 0 where that is < 0. Loops: elements in parallel (one
+    contiguous block per thread; vectorized)."""
+    for i in prange(a.size):
+        v = a[i] + b[i]
+        out[i] = 0 if v < 0 else v
 
 
 @kernel
@@ -54,11 +51,10 @@ def _relu_backward_numba(g, out):
 
 @njit(cache=True, parallel=True)
 def _relu_backward_loops(g, out, gx):
-    """g, out, gx 1-D, contiguous: gx = g where out > 0, else 0. Loops: chunks in parallel > elements."""
+    """g, out, gx 1-D, contiguous: gx = g where out > 0, else 0. Loops: elements in parallel (vectorized)."""
     zero = g.dtype.type(0)
-    for k in prange((g.size + _CHUNK - 1) // _CHUNK):
-        for i in range(k * _CHUNK, min((k + 1) * _CHUNK, g.size)):
-            gx[i] = g[i] if out[i] > 0 else zero
+    for i in prange(g.size):
+        gx[i] = g[i] if out[i] > 0 else zero
 
 
 def _flat(loops, a, b, layout_of):

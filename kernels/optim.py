@@ -11,9 +11,6 @@ from ._dispatch import kernel
 
 __all__ = ["sgd_update"]
 
-_CHUNK = 1 << 14  # elements per parallel task
-
-
 @kernel
 def sgd_update(p, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """One SGD step in place: d = grad + weight_decay * p; with momentum, buf = d on the first step,
@@ -44,12 +41,12 @@ def _sgd_update_numba(p, grad, buf, lr, momentum, dampening, weight_decay, neste
 @njit(cache=True, parallel=True)
 def _sgd_loops(p, grad, buf, lr, momentum, keep, weight_decay, nesterov, first):
     """The reference's update, element by element (buf unused when momentum is 0; keep = 1 - dampening).
-    Loops: chunks in parallel > elements."""
-    for k in prange((p.size + _CHUNK - 1) // _CHUNK):
-        for i in range(k * _CHUNK, min((k + 1) * _CHUNK, p.size)):
-            d = grad[i] + weight_decay * p[i] if weight_decay else grad[i]
-            if momentum:
-                b = d if first else buf[i] * momentum + keep * d
-                buf[i] = b
-                d = d + momentum * b if nesterov else b
-            p[i] -= lr * d
+    Loops: elements in parallel, one contiguous block per thread. A flat prange, not chunks of
+    range(k * chunk, ...): LLVM vectorizes this loop and kept that one scalar (3x slower)."""
+    for i in prange(p.size):
+        d = grad[i] + weight_decay * p[i] if weight_decay else grad[i]
+        if momentum:
+            b = d if first else buf[i] * momentum + keep * d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
+        p[i] -= lr * d
