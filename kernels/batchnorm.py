@@ -4,8 +4,8 @@ bn_forward and bn_backward can fuse the ReLU that follows most batch norms in a 
 forward writes max(y, 0) in its one pass, backward recomputes the ReLU's mask from x, so the ReLU
 costs no pass of its own and no saved output.
 
-The Numba versions work on each channel's N rows of L contiguous values (NCHW or channel-major
-memory, see _layout) and keep one channel's work in one thread, so that a second pass over the
+The Numba versions work on each channel's N rows of L contiguous values in NCHW memory, or on its
+one row of N*L in channel-major memory (see _layout; _rows) and keep one channel's work in one thread, so that a second pass over the
 channel (bn_stats, bn_backward) reads it from cache. Sums accumulate in float64; the reductions are
 compiled with fastmath's reassociation only, which lets LLVM vectorize them (NaN and inf still
 propagate).
@@ -20,6 +20,20 @@ from ._xp import array_module
 __all__ = ["bn_stats", "bn_forward", "bn_train_forward", "bn_backward"]
 
 
+def _rows(x):
+    """(cm, xc): x's layout and its C-contiguous form, (N, C, L) in NCHW, or (C, 1, N*L) in channel-major
+    memory, where a channel's values are contiguous: one long row each instead of N short ones (at
+    L = 1 the short rows cost 5x)."""
+    cm = is_channel_major(x)
+    xc = canonical(x, cm)
+    return cm, (xc.reshape(xc.shape[0], 1, -1) if cm else xc)
+
+
+def _unrows(y, cm, shape):
+    """Inverse of _rows: the (N, C, L) view of y."""
+    return restore(y.reshape(shape[1], shape[0], -1), cm) if cm else y
+
+
 @kernel
 def bn_stats(x):
     """x (N, C, L) -> (mean, biased var), each (C,), in x's dtype (two passes, for accuracy)."""
@@ -30,9 +44,9 @@ def bn_stats(x):
 
 @bn_stats.register("numba")
 def _bn_stats_numba(x):
-    cm = is_channel_major(x)
+    cm, xc = _rows(x)
     mean, var = np.empty(x.shape[1]), np.empty(x.shape[1])
-    _bn_stats_loops(canonical(x, cm), cm, mean, var)
+    _bn_stats_loops(xc, cm, mean, var)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -83,11 +97,10 @@ def bn_forward(x, mean, invstd, weight, bias, relu=False):
 @bn_forward.register("numba")
 def _bn_forward_numba(x, mean, invstd, weight, bias, relu=False):
     """Numba: one pass, exactly the reference's arithmetic."""
-    cm = is_channel_major(x)
-    xc = canonical(x, cm)
+    cm, xc = _rows(x)
     y = np.empty_like(xc)
     _bn_forward_loops(xc, cm, *scale_shift(mean, invstd, weight, bias), relu, y)
-    return restore(y, cm)
+    return _unrows(y, cm, x.shape)
 
 
 @njit(cache=True, parallel=True)
@@ -123,14 +136,13 @@ def _bn_train_forward_numba(x, weight, bias, eps, relu=False):
     """Numba: per channel, both statistics passes and the normalizing pass in one task, so that the
     second and third read the channel from cache (bn_stats then bn_forward read x twice from memory).
     The same arithmetic as those two kernels, so the same results."""
-    cm = is_channel_major(x)
-    xc = canonical(x, cm)
+    cm, xc = _rows(x)
     y = np.empty_like(xc)
     stats = np.empty((3, x.shape[1]), dtype=x.dtype)  # mean, var, invstd
     one = np.ones(x.shape[1], dtype=x.dtype)
     _bn_train_forward_loops(xc, cm, one if weight is None else weight, 0 * one if bias is None else bias,
                             x.dtype.type(eps), relu, y, stats)
-    return (restore(y, cm), *stats)
+    return (_unrows(y, cm, x.shape), *stats)
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc"})
@@ -174,13 +186,13 @@ def bn_backward(gy, x, mean, invstd, weight, training, bias=None, relu=False):
 @bn_backward.register("numba")
 def _bn_backward_numba(gy, x, mean, invstd, weight, training, bias=None, relu=False):
     """Numba: per channel one pass for the two sums, one for gx (in gy's memory layout)."""
-    cm = is_channel_major(gy)
-    g, xc = canonical(gy, cm), canonical(x, cm)
+    (cm, g), xc = _rows(gy), canonical(x, is_channel_major(gy))
+    xc = xc.reshape(g.shape)
     gx = np.empty_like(g)
     sums = np.empty((2, gy.shape[1]))
     _bn_backward_loops(g, xc, cm, mean, invstd, *scale_shift(mean, invstd, weight, bias), training, relu, gx, sums)
     gbias, dot = sums
-    return restore(gx, cm), (dot * invstd).astype(gy.dtype), gbias.astype(gy.dtype)
+    return _unrows(gx, cm, gy.shape), (dot * invstd).astype(gy.dtype), gbias.astype(gy.dtype)
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc"})
