@@ -2,7 +2,9 @@
 vectors have shape (C,). With xhat = (x - mean) * invstd:  y = weight * xhat + bias.
 bn_forward and bn_backward can fuse the ReLU that follows most batch norms in a ResNet (relu=True):
 forward writes max(y, 0) in its one pass, backward recomputes the ReLU's mask from x, so the ReLU
-costs no pass of its own and no saved output.
+costs no pass of its own and no saved output. The forward kernels also add a residual before the
+ReLU (a residual block's output, relu(bn(x) + identity)): one pass where a separate addition would
+write y and read it back.
 
 The Numba versions work on each channel's N rows of L contiguous values in NCHW memory, or on its
 one row of N*L in channel-major memory (see _layout; _rows) and keep one channel's work in one thread, so that a second pass over the
@@ -87,52 +89,67 @@ def scale_shift(mean, invstd, weight, bias):
 
 
 @kernel
-def bn_forward(x, mean, invstd, weight, bias, relu=False):
-    """y = x * scale + shift (see scale_shift); relu=True fuses a ReLU after it: y = max(y, 0)."""
+def bn_forward(x, mean, invstd, weight, bias, relu=False, residual=None):
+    """y = x * scale + shift (see scale_shift), plus ``residual`` (x's shape) if given; relu=True fuses
+    a ReLU after it: y = max(y, 0)."""
     scale, shift = scale_shift(mean, invstd, weight, bias)
     y = x * scale[:, None] + shift[:, None]
+    if residual is not None:
+        y += residual
     return array_module(y).maximum(y, 0, out=y) if relu else y
 
 
 @bn_forward.register("numba")
-def _bn_forward_numba(x, mean, invstd, weight, bias, relu=False):
+def _bn_forward_numba(x, mean, invstd, weight, bias, relu=False, residual=None):
     """Numba: one pass, exactly the reference's arithmetic."""
     cm, xc = _rows(x)
     y = np.empty_like(xc)
-    _bn_forward_loops(xc, cm, *scale_shift(mean, invstd, weight, bias), relu, y)
+    _bn_forward_loops(xc, cm, *scale_shift(mean, invstd, weight, bias), relu, *_residual(residual, cm, xc), y)
     return _unrows(y, cm, x.shape)
 
 
+def _residual(residual, cm, xc):
+    """(add, r) for the Numba loops: r the residual in xc's canonical form, or xc itself (unread) when
+    there is none, so that one compiled loop serves both."""
+    if residual is None:
+        return False, xc
+    return True, canonical(residual, cm).reshape(xc.shape)
+
+
 @njit(cache=True, parallel=True)
-def _bn_forward_loops(x, cm, scale, shift, relu, y):
-    """x, y (C, N, L) if cm else (N, C, L), C-contiguous: y[n, c, l] = x[n, c, l] * scale[c] + shift[c],
-    then max(y, 0) if relu (NaN kept, as np.maximum). Loops: rows (c, n) in parallel > _affine_row."""
+def _bn_forward_loops(x, cm, scale, shift, relu, add, res, y):
+    """x, res, y (C, N, L) if cm else (N, C, L), C-contiguous: y[n, c, l] = x[n, c, l] * scale[c] + shift[c],
+    plus res[n, c, l] if add, then max(y, 0) if relu (NaN kept, as np.maximum).
+    Loops: rows (c, n) in parallel > _affine_row."""
     nc, nb = (x.shape[0], x.shape[1]) if cm else (x.shape[1], x.shape[0])
     for r in prange(nc * nb):
         c, n = r // nb, r % nb
-        src, dst = (x[c, n], y[c, n]) if cm else (x[n, c], y[n, c])
-        _affine_row(src, dst, scale[c], shift[c], relu)
+        src, dst, rr = (x[c, n], y[c, n], res[c, n]) if cm else (x[n, c], y[n, c], res[n, c])
+        _affine_row(src, dst, scale[c], shift[c], relu, add, rr)
 
 
 @njit(inline="always")
-def _affine_row(src, dst, a, b, relu):
-    """dst = src * a + b, then 0 where that is < 0 if relu (NaN kept). One contiguous row, vectorized."""
+def _affine_row(src, dst, a, b, relu, add, res):
+    """dst = src * a + b (+ res if add), then 0 where that is < 0 if relu (NaN kept). One contiguous
+    row, vectorized (LLVM unswitches the loop on add)."""
     for l in range(src.size):
         v = src[l] * a + b
+        if add:
+            v += res[l]
         dst[l] = 0 if relu and v < 0 else v
 
 
 @kernel
-def bn_train_forward(x, weight, bias, eps, relu=False):
+def bn_train_forward(x, weight, bias, eps, relu=False, residual=None):
     """bn_stats and bn_forward over the batch's own statistics in one: -> (y, mean, var, invstd),
     invstd = 1 / sqrt(var + eps), the statistics (C,) in x's dtype."""
     mean, var = bn_stats.impls["numpy"](x)
     invstd = 1 / array_module(x).sqrt(var + x.dtype.type(eps))
-    return bn_forward.impls["numpy"](x, mean, invstd, weight, bias, relu), mean, var, invstd
+    return bn_forward.impls["numpy"](x, mean, invstd, weight, bias, relu, residual), mean, var, invstd
 
 
 @bn_train_forward.register("numba")
-def _bn_train_forward_numba(x, weight, bias, eps, relu=False):
+def _bn_train_forward_numba(x, weight, bias, eps, relu=False, residual=None):
     """Numba: per channel, both statistics passes and the normalizing pass in one task, so that the
     second and third read the channel from cache (bn_stats then bn_forward read x twice from memory).
     The same arithmetic as those two kernels, so the same results."""
@@ -141,13 +158,13 @@ def _bn_train_forward_numba(x, weight, bias, eps, relu=False):
     stats = np.empty((3, x.shape[1]), dtype=x.dtype)  # mean, var, invstd
     one = np.ones(x.shape[1], dtype=x.dtype)
     _bn_train_forward_loops(xc, cm, one if weight is None else weight, 0 * one if bias is None else bias,
-                            x.dtype.type(eps), relu, y, stats)
+                            x.dtype.type(eps), relu, *_residual(residual, cm, xc), y, stats)
     return (_unrows(y, cm, x.shape), *stats)
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc"})
-def _bn_train_forward_loops(x, cm, weight, bias, eps, relu, y, stats):
-    """x, y (C, N, L) if cm else (N, C, L), C-contiguous; stats (3, C) in x's dtype: mean, var,
+def _bn_train_forward_loops(x, cm, weight, bias, eps, relu, add, res, y, stats):
+    """x, res, y (C, N, L) if cm else (N, C, L), C-contiguous; stats (3, C) in x's dtype: mean, var,
     invstd = 1 / sqrt(var + eps), then y as _bn_forward_loops with scale = weight * invstd,
     shift = bias - mean * scale. Loops: channels in parallel > _channel_stats, then n > _affine_row."""
     one = x.dtype.type(1)
@@ -159,8 +176,8 @@ def _bn_train_forward_loops(x, cm, weight, bias, eps, relu, y, stats):
         b = bias[c] - mean * a
         stats[0, c], stats[1, c], stats[2, c] = mean, v, invstd
         for n in range(x.shape[1] if cm else x.shape[0]):
-            src, dst = (x[c, n], y[c, n]) if cm else (x[n, c], y[n, c])
-            _affine_row(src, dst, a, b, relu)
+            src, dst, rr = (x[c, n], y[c, n], res[c, n]) if cm else (x[n, c], y[n, c], res[n, c])
+            _affine_row(src, dst, a, b, relu, add, rr)
 
 
 @kernel

@@ -59,6 +59,8 @@ def cases():
         (_t(r, 2, 3, 4, 4), _t(r, 3, 3, 3, 3)), {}
     yield "add_relu", "relu(bn(conv(x)) + x) (fused)", lambda x, w: F.add_relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None, training=True), x), \
         (_t(r, 2, 3, 4, 4), _t(r, 3, 3, 3, 3)), {}
+    yield "batch_norm", "residual=x, relu=True (fused)", lambda x, w: F.batch_norm(
+        F.conv2d(x, w, padding=1), None, None, training=True, relu=True, residual=x), (_t(r, 2, 3, 4, 4), _t(r, 3, 3, 3, 3)), {}
     yield "elementwise", "a*b - a/b + a**2, broadcast", lambda a, b: a * b - a / b + a ** 2 - (b * b + 1).log() + a.exp(), \
         (_t(r, 3, 4), Tensor(r.random(4) + 0.5, requires_grad=True)), {}
     yield "matmul", "batched broadcast", lambda a, b: a @ b, (_t(r, 2, 1, 3, 4), _t(r, 3, 4, 2)), {}

@@ -1,6 +1,7 @@
 """minires.functional (import as F): the ops as functions, with PyTorch's names, arguments and
 semantics, on NCHW tensors. Each lives in minires/ops/ beside its backward. Two fusions are
-minires extensions for speed: batch_norm(..., relu=True) and add_relu(a, b)."""
+minires extensions for speed: batch_norm(..., relu=True, residual=r), relu(batch_norm(...) + r) in
+one op, and add_relu(a, b)."""
 from .ops.batchnorm import batch_norm
 from .ops.conv import conv2d
 from .ops.checks import same_dtype, tensor_arg

@@ -92,13 +92,26 @@ def _batch_norm_relu(training, fused):
     return fn
 
 
+def _batch_norm_residual(training, fused, relu=True, transpose=False):
+    """[relu](batch_norm(...) + residual) -> (y, running_mean, running_var): minires's fused op
+    (fused=True) or PyTorch's separate ops; transpose: the residual comes in channel-major memory
+    (drawn (C, N, H, W), transposed)."""
+    def fn(F, x, r, rm=None, rv=None, w=None, b=None):
+        r = (r.transpose(1, 0, 2, 3) if fused else r.permute(1, 0, 2, 3)) if transpose else r
+        if fused:
+            return F.batch_norm(x, rm, rv, w, b, training=training, relu=relu, residual=r), rm, rv
+        y = F.batch_norm(x, rm, rv, w, b, training=training) + r
+        return (F.relu(y) if relu else y), rm, rv
+    return fn
+
+
 def _fused_basic_block(fused):
-    """A BasicBlock as minires's models run it (fused ReLUs, on conv2d's channel-major outputs) or as
-    PyTorch does: relu(bn(conv(relu(bn(conv(x))))) + x)."""
+    """A BasicBlock as minires's models run it (fused ReLUs and residual, on conv2d's channel-major
+    outputs) or as PyTorch does: relu(bn(conv(relu(bn(conv(x))))) + x)."""
     def fn(F, x, w1, g1, b1, w2, g2, b2):
         if fused:
             h = F.batch_norm(F.conv2d(x, w1, padding=1), None, None, g1, b1, training=True, relu=True)
-            return F.add_relu(F.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True), x)
+            return F.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True, relu=True, residual=x)
         h = F.relu(F.batch_norm(F.conv2d(x, w1, padding=1), None, None, g1, b1, training=True))
         return F.relu(F.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True) + x)
     return fn
@@ -312,6 +325,14 @@ CASES = [
          _batch_norm_relu(False, True), _batch_norm_relu(False, False)),
     Case("batch_norm_relu_train_weight_only", (t(3, 2, 3, 3), const(2), const(2, kind="positive"), t(2)),
          _batch_norm_relu(True, True), _batch_norm_relu(True, False)),  # the mask's shift without a bias
+    Case("batch_norm_residual_relu_train", (t(4, 3, 2, 3), t(4, 3, 2, 3), const(3), const(3, kind="positive"), t(3), t(3)),
+         _batch_norm_residual(True, True), _batch_norm_residual(True, False)),
+    Case("batch_norm_residual_relu_eval", (t(2, 3, 3, 3), t(2, 3, 3, 3), const(3), const(3, kind="positive"), t(3), t(3)),
+         _batch_norm_residual(False, True), _batch_norm_residual(False, False)),
+    Case("batch_norm_residual_train", (t(3, 2, 3, 3), t(3, 2, 3, 3), const(2), const(2, kind="positive"), t(2), t(2)),
+         _batch_norm_residual(True, True, relu=False), _batch_norm_residual(True, False, relu=False)),
+    Case("batch_norm_residual_relu_channel_major", (t(3, 2, 3, 3), t(2, 3, 3, 3), const(2), const(2, kind="positive")),
+         _batch_norm_residual(True, True, transpose=True), _batch_norm_residual(True, False, transpose=True)),
     Case("add_relu", (t(2, 3, 4, 4), t(2, 3, 4, 4)), lambda F, a, b: F.add_relu(a, b),
          lambda F, a, b: F.relu(a + b)),
     Case("add_relu_same_input", (t(2, 3, 4),), lambda F, a: F.add_relu(a, a), lambda F, a: F.relu(a + a)),

@@ -290,21 +290,24 @@ def test_batchnorm_equals_reference(shape, layout, dtype, rng):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("relu", [False, True])
-def test_bn_train_forward_is_bn_stats_then_bn_forward(shape, layout, dtype, relu, rng):
+@pytest.mark.parametrize("residual_layout", [None] + LAYOUTS)
+def test_bn_train_forward_is_bn_stats_then_bn_forward(shape, layout, dtype, relu, residual_layout, rng):
     """The fused kernel's numba version returns exactly what the numba bn_stats then bn_forward give
-    (same float64 sums, same float32 invstd, scale and shift), with and without weight and bias; the
-    reference the same from the reference kernels; the two agree within rounding."""
+    (same float64 sums, same float32 invstd, scale and shift), with and without weight and bias and
+    a residual (in any layout); the reference the same from the reference kernels; the two agree
+    within rounding."""
     x, _, _, weight, bias = bn_inputs(shape, layout, dtype, rng)
+    res = None if residual_layout is None else make(shape, residual_layout, dtype, rng)
     for w, b in ((weight, bias), (None, None)):
         results = {}
         for backend in ("numba", "numpy"):
-            y, mean, var, invstd = kernels.bn_train_forward.impls[backend](x, w, b, 1e-5, relu)
+            y, mean, var, invstd = kernels.bn_train_forward.impls[backend](x, w, b, 1e-5, relu, res)
             m, v = kernels.bn_stats.impls[backend](x)
             inv = 1 / np.sqrt(v + dtype(1e-5))
             np.testing.assert_array_equal(mean, m)
             np.testing.assert_array_equal(var, v)
             np.testing.assert_array_equal(invstd, inv)
-            np.testing.assert_array_equal(y, kernels.bn_forward.impls[backend](x, m, inv, w, b, relu))
+            np.testing.assert_array_equal(y, kernels.bn_forward.impls[backend](x, m, inv, w, b, relu, res))
             assert y.dtype == mean.dtype == var.dtype == invstd.dtype == dtype
             assert_layout_kept(y, x)
             results[backend] = y, mean, var, invstd
@@ -341,6 +344,24 @@ def test_batchnorm_fused_relu(layout, dtype, rng):
             np.testing.assert_allclose(a, w, rtol=tol, atol=tol * np.nanmax(np.abs(w)))
         if not training:
             np.testing.assert_array_equal(got[0], want[0])  # the mask exactly: zeros where y <= 0
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bn_forward_residual(shape, layout, dtype, rng):
+    """residual: the numba kernel equals the reference exactly, and both equal bn(x) + residual, then
+    the ReLU, as separate NumPy steps (NaN in the residual kept); the residual's layout may differ from x's."""
+    x, mean, invstd, weight, bias = bn_inputs(shape, layout, dtype, rng)
+    for r_layout in LAYOUTS:
+        r = make(shape, r_layout, dtype, rng)
+        r[0, 0, 0] = np.nan
+        for relu in (False, True):
+            got, want = both(kernels.bn_forward, x, mean, invstd, weight, bias, relu, r)
+            y = kernels.bn_forward.impls["numpy"](x, mean, invstd, weight, bias) + r
+            np.testing.assert_array_equal(want, np.maximum(y, 0) if relu else y)
+            np.testing.assert_array_equal(got, want)
+            assert_layout_kept(got, x)
 
 
 def test_bn_stats_accumulates_in_float64(rng):

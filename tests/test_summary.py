@@ -32,9 +32,10 @@ def test_resnet50_at_224(resnet50_summary):
     assert sum(s.row(n)["macs"] for n in ("conv1", "layer1", "layer2", "layer3", "layer4", "fc")) == s.total_macs
     conv = s.row("layer3.0.conv2")  # 3x3, stride 2: 256 -> 256 channels at 14x14
     assert conv["macs"] == 256 * 14 * 14 * 256 * 9 and conv["type"] == "Conv2d"
-    # the ReLUs run fused into batch norms and residual additions: shown on the batch norms' rows
+    # the ReLUs and residual additions run fused into batch norms: shown on the batch norms' rows
     assert s.row("bn1")["type"] == s.row("layer1.0.bn2")["type"] == "BatchNorm2d+ReLU"
-    assert s.row("layer1.0.bn3")["type"] == s.row("layer1.0.downsample.1")["type"] == "BatchNorm2d"
+    assert s.row("layer1.0.bn3")["type"] == "BatchNorm2d+Add+ReLU"
+    assert s.row("layer1.0.downsample.1")["type"] == "BatchNorm2d"
     assert not any(r["type"] == "ReLU" for r in s.rows)
 
 

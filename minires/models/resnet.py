@@ -11,11 +11,11 @@ Each block computes relu(F(x) + shortcut(x)); the shortcut is the identity, or a
 batch norm ("downsample") where the shape changes. "v1.5" (torchvision's choice): a Bottleneck
 strides on its 3x3 convolution, not on the first 1x1. small_input=True swaps the stem for a 3x3,
 stride-1 convolution without max-pool, for 32x32 images (CIFAR); module names stay torchvision's.
-Every ReLU runs fused into the op before it: into a batch norm (bn(x, relu=True): no pass and no
-saved array of its own) or the residual addition (F.add_relu: the sum clamped in place, no array of
-its own). The ``relu`` modules stay, unused, so that the module tree is torchvision's.
+Every ReLU runs fused into the batch norm before it (bn(x, relu=True): no pass and no saved array of
+its own), and so does each block's residual addition (bn(x, relu=True, residual=identity): the
+block's output relu(bn(x) + identity) in one pass). The ``relu`` modules stay, unused, so that the
+module tree is torchvision's.
 """
-from .. import functional as F
 from .. import nn
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -57,10 +57,9 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.bn1(self.conv1(x), relu=True)  # relu(bn1(...)) as one op
-        out = self.bn2(self.conv2(out))
+        out = self.conv2(self.bn1(self.conv1(x), relu=True))  # relu(bn1(...)) as one op
         identity = x if self.downsample is None else self.downsample(x)
-        return F.add_relu(out, identity)  # relu(out + identity) as one op
+        return self.bn2(out, relu=True, residual=identity)  # relu(bn2(out) + identity) as one op
 
 
 class Bottleneck(nn.Module):
@@ -86,10 +85,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         out = self.bn1(self.conv1(x), relu=True)  # relu(bn1(...)) as one op
-        out = self.bn2(self.conv2(out), relu=True)
-        out = self.bn3(self.conv3(out))
+        out = self.conv3(self.bn2(self.conv2(out), relu=True))
         identity = x if self.downsample is None else self.downsample(x)
-        return F.add_relu(out, identity)  # relu(out + identity) as one op
+        return self.bn3(out, relu=True, residual=identity)  # relu(bn3(out) + identity) as one op
 
 
 class ResNet(nn.Module):

@@ -61,8 +61,9 @@ class BatchNorm2d(Module):
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
-    def forward(self, x, relu=False):
-        """relu=True: relu(bn(x)) as one op (a minires extension; see F.batch_norm)."""
+    def forward(self, x, relu=False, residual=None):
+        """relu=True: relu(bn(x)) as one op; residual: bn(x) + residual (then the ReLU) in the same op
+        (minires extensions; see F.batch_norm)."""
         if x.ndim != 4:
             raise ValueError(f"BatchNorm2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
         momentum = self.momentum
@@ -73,7 +74,7 @@ class BatchNorm2d(Module):
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, use_batch_stats, momentum or 0.0, self.eps, relu)
+                            self.weight, self.bias, use_batch_stats, momentum or 0.0, self.eps, relu, residual)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -7,7 +7,9 @@ eval: the running statistics stand in for the batch's, and are constants for bac
 One graph node with a closed-form backward (kernels.bn_backward), not a graph of elementwise ops;
 in training one kernel computes the statistics and normalizes (kernels.bn_train_forward).
 relu=True (a minires extension) fuses the ReLU that follows most batch norms into the same node:
-relu(batch_norm(x)) in one pass, its backward recomputing the ReLU's mask from x.
+relu(batch_norm(x)) in one pass, its backward recomputing the ReLU's mask from x. residual (also an
+extension) adds a tensor before the ReLU, a residual block's output relu(bn(x) + identity) in one
+pass; its backward masks g by the saved output once, for the residual and the batch norm alike.
 """
 import math
 
@@ -20,10 +22,11 @@ from .checks import same_dtype, tensor_arg
 
 class BatchNorm(Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu, residual):
         x3 = x.reshape(x.shape[0], x.shape[1], -1)
+        r3 = None if residual is None else residual.reshape(x3.shape)
         if training:  # the batch's statistics, and y, in one kernel
-            y, mean, var, invstd = kernels.bn_train_forward(x3, weight, bias, eps, relu)
+            y, mean, var, invstd = kernels.bn_train_forward(x3, weight, bias, eps, relu, r3)
             if running_mean is not None:
                 m = x3.shape[0] * x3.shape[2]
                 running_mean *= 1 - momentum
@@ -33,26 +36,39 @@ class BatchNorm(Function):
         else:
             mean, var = running_mean.astype(x.dtype, copy=False), running_var.astype(x.dtype, copy=False)
             invstd = 1 / array_module(x).sqrt(var + x.dtype.type(eps))
-            y = kernels.bn_forward(x3, mean, invstd, weight, bias, relu)
-        ctx.save_for_backward(x3, mean, invstd, weight, bias)
-        ctx.training, ctx.relu = training, relu
+            y = kernels.bn_forward(x3, mean, invstd, weight, bias, relu, r3)
+        # with a residual the ReLU's mask needs the output (the batch norm's alone does not give it)
+        mask = y if relu and residual is not None else None
+        ctx.save_for_backward(x3, mean, invstd, weight, bias, mask)
+        ctx.training, ctx.relu, ctx.residual = training, relu, residual is not None
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
-        x3, mean, invstd, weight, bias = ctx.saved_tensors
-        gx, gw, gb = kernels.bn_backward(g.reshape(x3.shape), x3, mean, invstd, weight, ctx.training, bias, ctx.relu)
+        x3, mean, invstd, weight, bias, mask = ctx.saved_tensors
+        g3 = g.reshape(x3.shape)
+        if mask is not None:  # the residual's gradient too
+            g3 = kernels.relu_backward(g3, mask)
+        gx, gw, gb = kernels.bn_backward(g3, x3, mean, invstd, weight, ctx.training, bias, ctx.relu and not ctx.residual)
+        # One array for x and the residual is safe: run_backward sums gradients out of place
+        gr = g3.reshape(g.shape) if ctx.residual and ctx.needs_input_grad[9] else None
         return (gx.reshape(g.shape), gw if ctx.needs_input_grad[1] else None,
-                gb if ctx.needs_input_grad[2] else None, None, None, None, None, None, None)
+                gb if ctx.needs_input_grad[2] else None, None, None, None, None, None, None, gr)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
-               relu=False):
+               relu=False, residual=None):
     """PyTorch's F.batch_norm. running_mean/running_var: Tensors of shape (C,) or None.
-    relu=True returns relu(batch_norm(...)) as one op, one pass each way, saving no more than
-    batch_norm does (a minires extension)."""
+    minires extensions, each computed in the same pass: relu=True returns relu(batch_norm(...)),
+    saving no more than batch_norm does; residual (a Tensor of input's shape and dtype) is added
+    before the ReLU: relu(batch_norm(...) + residual), a residual block's output."""
     op = "batch_norm"
     x = tensor_arg(op, "input", input)
+    if residual is not None:
+        residual = tensor_arg(op, "residual", residual)
+        if residual.shape != x.shape:
+            raise ValueError(f"{op}: residual must have the input's shape {x.shape}, got {residual.shape}")
+        same_dtype(op, input=x, residual=residual)
     if x.ndim < 2:
         raise ValueError(f"{op}: input must have shape (N, C, *), got {x.shape}")
     c = x.shape[1]
@@ -70,4 +86,4 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not training and running_mean is None:
         raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
     running = (None, None) if running_mean is None else (running_mean.data, running_var.data)
-    return BatchNorm.apply(x, weight, bias, *running, bool(training), momentum, eps, bool(relu))
+    return BatchNorm.apply(x, weight, bias, *running, bool(training), momentum, eps, bool(relu), residual)
