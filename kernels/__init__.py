@@ -11,8 +11,8 @@ from .optim import sgd_update
 from .im2col import col2im, conv_out_size, im2col
 from .pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from ._scratch import pooled, recycle, release_scratch, scratch
-from .winograd import (winograd_conv3x3, winograd_grad_output, winograd_input, winograd_output, winograd_slots,
-                       winograd_tiles, winograd_weight_grad, winograd_weights)
+from .winograd import (winograd_conv3x3, winograd_grad_output, winograd_grad_weights, winograd_input, winograd_output,
+                       winograd_slots, winograd_tiles, winograd_weight_grad, winograd_weights)
 
 __all__ = [
     "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels", "MALLOC_TUNED",
@@ -21,5 +21,5 @@ __all__ = [
     "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "add_relu", "relu_backward", "sgd_update",
     "scratch", "pooled", "recycle", "release_scratch",
     "winograd_conv3x3", "winograd_weight_grad", "winograd_weights", "winograd_input", "winograd_output",
-    "winograd_grad_output", "winograd_tiles", "winograd_slots",
+    "winograd_grad_output", "winograd_grad_weights", "winograd_tiles", "winograd_slots",
 ]

@@ -53,6 +53,8 @@ def test_kernels_equal_reference(case, layout, dtype):
     slots = n * wg.winograd_slots(ohw)
     u = [wg.winograd_weights.impls[b](weight, np.empty((6, 6, 4, c), dtype)) for b in ("numba", "numpy")]
     assert_close(*u, dtype)
+    du = rng.standard_normal((6, 6, 4, c)).astype(dtype)
+    assert_close(*(wg.winograd_grad_weights.impls[b](du, np.empty((4, c, 3, 3), dtype)) for b in ("numba", "numpy")), dtype)
     v = [wg.winograd_input.impls[b](x, padding, np.empty((6, 6, c, slots), dtype)) for b in ("numba", "numpy")]
     assert_close(*(valid_slots(a, x.shape, padding) for a in v), dtype)
     m = np.matmul(u[1].reshape(36, 4, c), v[1].reshape(36, c, slots)).reshape(6, 6, 4, slots)
@@ -91,6 +93,8 @@ def test_bad_shapes_are_refused():
         kernels.winograd_input(x, (1, 1), np.empty((6, 6, 2, 5)))
     with pytest.raises(ValueError, match="winograd_weights: out must be"):
         kernels.winograd_weights(w, np.empty((6, 6, 3, 2), np.float32))
+    with pytest.raises(ValueError, match="winograd_grad_weights: out must be"):
+        kernels.winograd_grad_weights(np.zeros((6, 6, 3, 2)), np.empty((2, 3, 3, 3)))
 
 
 # ---------------------------------------------------------------- conv2d
