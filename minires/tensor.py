@@ -6,6 +6,7 @@ stack (no recursion, so a ResNet-152 is no deeper for Python than a two-layer ne
 from the output, handing each node the gradient of its output and accumulating what it returns.
 """
 import contextlib
+import sys
 
 import numpy as np
 
@@ -103,9 +104,12 @@ class Tensor:
             grad = as_array(grad, self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad of shape {grad.shape} does not match the output's shape {self.shape}")
-        for leaf, g in run_backward([self], [grad], retain_graph).items():
-            if leaf.grad is None:
-                leaf.grad = Tensor(array_module(g).array(g))  # own copy: g may alias another gradient
+        leaves = run_backward([self], [grad], retain_graph)
+        del grad
+        while leaves:
+            leaf, g = leaves.popitem()
+            if leaf.grad is None:  # g itself when nothing else can see it (see _unshared), else a copy
+                leaf.grad = Tensor(g if _unshared(g) else array_module(g).array(g))
             else:
                 leaf.grad.data += g
 
@@ -141,6 +145,29 @@ class Tensor:
     def argmax(self, axis=None):
         """Indices of the maxima along ``axis`` (no gradient)."""
         return Tensor(self.data.argmax(axis=axis))
+
+
+def _unshared(a):
+    """Whether array a can become a leaf's .grad as it is, to be accumulated into in place later:
+    a writeable array of its own (not a view), referenced only by the caller's variable (as
+    PyTorch's AccumulateGrad steals a gradient nobody else holds). A gradient returned for two
+    leaves, the caller's grad argument, or an array an op also keeps is copied. Saves a copy of
+    every weight's gradient per step."""
+    # + 1: this function's own parameter; CuPy arrays have no writeable flag (always writeable)
+    return a.base is None and getattr(a.flags, "writeable", True) and _refcount(a) <= _REFS_UNSHARED + 1
+
+
+def _refcount(a):
+    return sys.getrefcount(a)
+
+
+def _calibrate():
+    """_refcount of an array held by one local variable: interpreters count references differently."""
+    g = np.empty(0)
+    return _refcount(g)
+
+
+_REFS_UNSHARED = _calibrate()
 
 
 def run_backward(roots, grads, retain_graph=False):

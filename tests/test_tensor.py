@@ -1,5 +1,7 @@
 """The Tensor API and the autograd engine: construction, operators with broadcasting, reductions,
 shape ops, gradient accumulation, no_grad, retain_graph, deep graphs, and dtype preservation."""
+import importlib
+
 import numpy as np
 import pytest
 
@@ -219,6 +221,49 @@ def test_leaf_grad_does_not_alias_other_arrays():
     (x + 0.0).backward(upstream)
     x.grad.data += 1.0
     np.testing.assert_array_equal(upstream, np.full(3, 2.0))
+
+
+def test_leaf_grads_of_one_gradient_array_are_separate():
+    """Add's backward hands the same array to both leaves: one of them may keep it, not both."""
+    a, b = (minires.tensor(np.ones(3), requires_grad=True) for _ in range(2))
+    for _ in range(2):
+        (a + b).backward(np.full(3, 2.0))
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    a.grad.data += 1.0
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(3, 4.0))
+
+
+class _KeepsItsGradient(minires.Function):
+    """A user op whose backward returns an array it also keeps: a leaf's .grad must not take it."""
+    kept = np.full(3, 5.0)
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 1
+
+    @staticmethod
+    def backward(ctx, g):
+        return _KeepsItsGradient.kept
+
+
+def test_leaf_grad_copies_an_array_an_op_keeps():
+    x = minires.tensor(np.ones(3), requires_grad=True)
+    for _ in range(2):
+        _KeepsItsGradient.apply(x).backward(np.ones(3))
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(3, 10.0))
+    np.testing.assert_array_equal(_KeepsItsGradient.kept, np.full(3, 5.0))
+
+
+def test_leaf_grad_takes_a_fresh_gradient_without_copying(monkeypatch):
+    """A weight's gradient that nothing else holds becomes its .grad as it is (no copy per step).
+    The spy notes the ids of conv2d's gradients, not the arrays, which would be references."""
+    conv = importlib.import_module("minires.ops.conv")
+    backward, made = conv.Conv2d.backward, []
+    monkeypatch.setattr(conv.Conv2d, "backward", staticmethod(
+        lambda ctx, g: tuple(made.append(id(r)) or r for r in backward(ctx, g))))
+    w = minires.tensor(np.ones((4, 3, 3, 3)), requires_grad=True)
+    F.conv2d(minires.tensor(np.ones((2, 3, 5, 5))), w, padding=1).sum().backward()
+    assert id(w.grad.data) == made[1]
 
 
 def test_no_grad_records_nothing():
