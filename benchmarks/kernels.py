@@ -6,8 +6,9 @@
 
 Every kernel (im2col, into preallocated memory as conv2d calls it; col2im; max/avg pooling forward
 and backward; batch-norm statistics, normalization, the two fused for training, and backward,
-alone and with the fused ReLU; relu(a + b) and the ReLU's backward; the SGD update; Winograd
-F(4x4, 3x3)'s weight, input and output transforms, on the stride-1 3x3 layers that conv2d runs it on)
+alone, with the fused ReLU and with the fused residual and ReLU (+res); relu(a + b) and the ReLU's
+backward; the SGD update; Winograd F(4x4, 3x3)'s weight, input and output transforms and the adjoints
+for the weight's gradient, on the stride-1 3x3 layers that conv2d runs it on)
 runs in each implementation: the NumPy reference, Numba, and on a
 machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
 registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
@@ -43,8 +44,9 @@ from minires.ops.conv import _winograd
 
 KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
            "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "bn_forward+relu", "bn_train_forward+relu",
-           "bn_backward+relu", "add_relu", "relu_backward", "sgd_update",
-           "winograd_weights", "winograd_input", "winograd_output"]  # +relu: relu=True
+           "bn_backward+relu", "bn_forward+res", "bn_train_forward+res", "add_relu", "relu_backward", "sgd_update",
+           "winograd_weights", "winograd_input", "winograd_output", "winograd_grad_output", "winograd_grad_weights"]
+# +relu: relu=True; +res: a residual added before the ReLU (relu=True, residual=identity)
 
 
 def parse_args(argv=None):
@@ -62,8 +64,8 @@ def parse_args(argv=None):
 def resnet_layers(depth, batch, size):
     """The kernel-relevant layers of a torchvision ResNet-18 or -50 as (kind, shape, geometry):
     ("conv", x shape, (k, s, p)) for each convolution that needs im2col (not the 1x1 stride-1 ones),
-    ("bn", x shape, None), ("pool", x shape, (k, s, p)), ("add", shape, None) for a block's relu(out + identity),
-    ("params", (count,), None) for all the parameters (as one array)."""
+    ("bn", x shape, None), ("pool", x shape, (k, s, p)), ("bn_add", x shape, None) for a block's last batch norm
+    with the residual addition and ReLU, ("params", (count,), None) for all the parameters (as one array)."""
     layers = [("conv", (batch, 3, size, size), (7, 2, 3))]
     h = (size - 1) // 2 + 1
     layers += [("bn", (batch, 64, h, h), None), ("pool", (batch, 64, h, h), (3, 2, 1))]
@@ -78,15 +80,14 @@ def resnet_layers(depth, batch, size):
             ho = (h - 1) // s + 1
             if bottleneck:  # 1x1 (pointwise: no im2col) > 3x3 stride s > 1x1
                 layers += [("bn", (batch, width, h, h), None), ("conv", (batch, width, h, h), (3, s, 1)),
-                           ("bn", (batch, width, ho, ho), None), ("bn", (batch, cout, ho, ho), None)]
+                           ("bn", (batch, width, ho, ho), None), ("bn_add", (batch, cout, ho, ho), None)]
             else:
                 layers += [("conv", (batch, cin, h, h), (3, s, 1)), ("bn", (batch, cout, ho, ho), None),
-                           ("conv", (batch, cout, ho, ho), (3, 1, 1)), ("bn", (batch, cout, ho, ho), None)]
+                           ("conv", (batch, cout, ho, ho), (3, 1, 1)), ("bn_add", (batch, cout, ho, ho), None)]
             if s != 1 or cin != cout:  # downsample: 1x1 stride s, then batch norm
                 if s != 1:
                     layers.append(("conv", (batch, cin, h, h), (1, s, 0)))
                 layers.append(("bn", (batch, cout, ho, ho), None))
-            layers.append(("add", (batch, cout, ho, ho), None))
             cin, h = cout, ho
     return layers + [("params", ((25_557_032 if bottleneck else 11_689_512),), None)]
 
@@ -105,16 +106,20 @@ def is_winograd(kind, shape, geo):
 def kernel_calls(layers):
     """{(kernel, shape, geometry): calls per training step}: a convolution runs im2col in forward
     (its col kept for backward) and col2im in backward (not for the stem, whose input needs no
-    gradient), or where it is Winograd, im2col (the col for the weight's gradient) and the three
-    Winograd transforms once in forward and once for the input's gradient; a batch norm bn_train_forward and bn_backward (most with the fused ReLU: counted
-    without); a residual addition add_relu and relu_backward; max pooling its forward and backward;
-    SGD one sgd_update over every parameter."""
-    names_of = {"bn": ["bn_train_forward", "bn_backward"], "add": ["add_relu", "relu_backward"],
+    gradient), or where it is Winograd, the three Winograd transforms once in forward and once for
+    the input's gradient, and the two adjoints for the weight's (from the forward's V); a batch norm
+    bn_train_forward and bn_backward (most with the fused ReLU: counted without); a block's last
+    batch norm bn_train_forward with the residual and relu_backward (the mask of both inputs'
+    gradient) before bn_backward; max pooling its forward and backward; SGD one sgd_update over
+    every parameter."""
+    names_of = {"bn": ["bn_train_forward", "bn_backward"],
+                "bn_add": ["bn_train_forward+res", "relu_backward", "bn_backward"],
                 "pool": ["maxpool_forward", "maxpool_backward"], "params": ["sgd_update"]}
     calls = {}
     for kind, shape, geo in layers:
         if is_winograd(kind, shape, geo):
-            names = ["im2col"] + 2 * ["winograd_weights", "winograd_input", "winograd_output"]
+            names = 2 * ["winograd_weights", "winograd_input", "winograd_output"] + [
+                "winograd_grad_output", "winograd_grad_weights"]
         else:
             names = ["im2col"] + (["col2im"] if shape[1] != 3 else []) if kind == "conv" else names_of[kind]
         for name in names:
@@ -132,7 +137,8 @@ def cases(batch, size, quick):
         picked = {("im2col", c56, (3, 1, 1)), ("col2im", c56, (3, 1, 1)), ("maxpool_forward", c112, (3, 2, 1)),
                   ("maxpool_backward", c112, (3, 2, 1)), ("avgpool_forward", c112, (3, 2, 1)),
                   ("winograd_weights", c56, (3, 1, 1)), ("winograd_input", c56, (3, 1, 1)),
-                  ("winograd_output", c56, (3, 1, 1)),
+                  ("winograd_output", c56, (3, 1, 1)), ("winograd_grad_output", c56, (3, 1, 1)),
+                  ("winograd_grad_weights", c56, (3, 1, 1)),
                   ("avgpool_backward", c112, (3, 2, 1)), ("sgd_update", (11_689_512,), None)}
         picked |= {(name, bn, None) for name in KERNELS if name.startswith(("bn", "add", "relu"))}
     else:
@@ -143,6 +149,8 @@ def cases(batch, size, quick):
         picked |= {(name, shape, geo) for name in ("bn_stats", "bn_forward") for k, shape, geo in picked if k == "bn_backward"}
         picked |= {(name + "+relu", shape, geo) for name, shape, geo in picked
                    if name in ("bn_forward", "bn_train_forward", "bn_backward")}
+        picked |= {("bn_forward+res", shape, geo) for name, shape, geo in picked if name == "bn_train_forward+res"}
+        picked |= {("add_relu", shape, geo) for name, shape, geo in picked if name == "relu_backward"}
     order = {name: i for i, name in enumerate(KERNELS)}
     rows = sorted(picked, key=lambda key: (order[key[0]], -np.prod(key[1]), key[1], key[2] or ()))
     return [(name, shape, geo, {net: calls.get((name, shape, geo), 0) for net, calls in per_net.items()})
@@ -173,6 +181,11 @@ def make_call(name, shape, geo, rng):
             return (wt, u), wt.nbytes + u.nbytes, c * c * 324
         if name == "winograd_input":
             return (x, (1, 1), v), x.nbytes + v.nbytes, v.size * 22
+        if name == "winograd_grad_output":  # 60 multiply-adds per (channel, slot) and transform row pair
+            return (x, v), x.nbytes + v.nbytes, c * slots * 480
+        if name == "winograd_grad_weights":
+            du, gw = rng.standard_normal((6, 6, c, c), dtype=np.float32), np.empty((c, c, 3, 3), np.float32)
+            return (du, gw), du.nbytes + gw.nbytes, c * c * 324
         return (rng.standard_normal(v.shape, dtype=np.float32), np.empty((c, n, h, w), np.float32)), \
             v.nbytes + x.nbytes, c * slots * 40 * 11
     if name in ("im2col", "col2im"):
@@ -208,6 +221,11 @@ def make_call(name, shape, geo, rng):
         return (x3,), x.nbytes, 4 * x.size
     if name in ("add_relu", "relu_backward"):
         return (x, channel_major(rng.standard_normal(shape, dtype=np.float32))), 3 * x.nbytes, x.size
+    if name.endswith("+res"):  # relu(bn(x) + residual)
+        res = channel_major(rng.standard_normal(shape, dtype=np.float32)).reshape(x3.shape)
+        if name.startswith("bn_train_forward"):
+            return (x3, weight, bias, 1e-5, True, res), 3 * x.nbytes, 7 * x.size
+        return (x3, mean, invstd, weight, bias, True, res), 3 * x.nbytes, 4 * x.size
     relu = name.endswith("+relu")
     if name.startswith("bn_train_forward"):
         return (x3, weight, bias, 1e-5, relu), 2 * x.nbytes, (6 if relu else 5) * x.size
