@@ -7,10 +7,10 @@ ReLU (a residual block's output, relu(bn(x) + identity)): one pass where a separ
 write y and read it back.
 
 The Numba versions work on each channel's N rows of L contiguous values in NCHW memory, or on its
-one row of N*L in channel-major memory (see _layout; _rows) and keep one channel's work in one thread, so that a second pass over the
-channel (bn_stats, bn_backward) reads it from cache. Sums accumulate in float64; the reductions are
-compiled with fastmath's reassociation only, which lets LLVM vectorize them (NaN and inf still
-propagate).
+one row of N*L in channel-major memory (see _layout; _rows), and keep one channel's work in one
+thread, so that a second pass over the channel (bn_stats, bn_backward) reads it from cache. Sums
+accumulate in float64; the reductions are compiled with fastmath's reassociation only, which lets
+LLVM vectorize them (NaN and inf still propagate).
 """
 import numpy as np
 from numba import njit, prange
@@ -203,8 +203,8 @@ def bn_backward(gy, x, mean, invstd, weight, training, bias=None, relu=False):
 @bn_backward.register("numba")
 def _bn_backward_numba(gy, x, mean, invstd, weight, training, bias=None, relu=False):
     """Numba: per channel one pass for the two sums, one for gx (in gy's memory layout)."""
-    (cm, g), xc = _rows(gy), canonical(x, is_channel_major(gy))
-    xc = xc.reshape(g.shape)
+    cm, g = _rows(gy)
+    xc = canonical(x, cm).reshape(g.shape)  # x in gy's layout
     gx = np.empty_like(g)
     sums = np.empty((2, gy.shape[1]))
     _bn_backward_loops(g, xc, cm, mean, invstd, *scale_shift(mean, invstd, weight, bias), training, relu, gx, sums)

@@ -1,8 +1,8 @@
-"""The ReLU pieces of a residual block: relu(a + b) (the block's output) and the ReLU's backward.
+"""The ReLU pieces of a residual block: relu(a + b) (F.add_relu; the ResNets fuse the addition into
+the batch norm before it instead) and the ReLU's backward (the mask of the block's gradient).
 
 NumPy's ufuncs make two passes for each (the add, then the clamp; the mask, then the select) on one
-core; the Numba versions make one pass on all of them. Both are memory-bound: a ResNet-50 training
-step moves about 1 GB through them. Arrays are (N, C, ...) in NCHW or channel-major memory (see
+core; the Numba versions make one pass on all of them. Both are memory-bound. Arrays are (N, C, ...) in NCHW or channel-major memory (see
 _layout), or of any shape, C-contiguous. add_relu's output is in a's layout, relu_backward's in
 out's (the layout the forward produced).
 """
@@ -14,6 +14,7 @@ from ._layout import canonical, is_channel_major, restore
 from ._xp import array_module
 
 __all__ = ["add_relu", "relu_backward"]
+
 
 @kernel
 def add_relu(a, b):

@@ -11,6 +11,7 @@ from ._dispatch import kernel
 
 __all__ = ["sgd_update"]
 
+
 @kernel
 def sgd_update(p, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """One SGD step in place: d = grad + weight_decay * p; with momentum, buf = d on the first step,

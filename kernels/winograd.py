@@ -183,7 +183,8 @@ def _weights_loops(w, g, u):
 @winograd_grad_weights.register("numba")
 def _winograd_grad_weights_numba(du, out):
     _check("winograd_grad_weights", out, (*du.shape[2:], 3, 3), du.dtype)
-    _grad_weights_loops(np.ascontiguousarray(du), np.ascontiguousarray(G.T, dtype=du.dtype), out.reshape(out.shape[0], -1))
+    _grad_weights_loops(np.ascontiguousarray(du), np.ascontiguousarray(G.T, dtype=du.dtype),
+                        out.reshape(out.shape[0], -1))
     return out
 
 
