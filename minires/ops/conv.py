@@ -160,7 +160,8 @@ class Conv2d(Function):
             col = _columns(x, ctx.geometry, g.shape[2:]) if col is None else col
             # into an array of its own (not a reshaped view): a leaf's .grad then takes it without a copy
             gw = xp.empty(weight.shape, weight.dtype)
-            xp.matmul(gy, col.reshape(groups, -1, col.shape[1]).swapaxes(1, 2), out=gw.reshape(groups, cout // groups, -1))
+            xp.matmul(gy, col.reshape(groups, -1, col.shape[1]).swapaxes(1, 2),
+                      out=gw.reshape(groups, cout // groups, -1))
         if ctx.needs_input_grad[2]:
             gb = gy.sum(axis=2).reshape(cout)
         return gx, gw, gb, None, None, None, None, None
