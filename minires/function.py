@@ -11,7 +11,9 @@ from .tensor import Tensor
 
 
 class Function:
-    inputs = None  # the Tensor arguments (None for others) while the node is in a graph
+    # per argument while the node is in a graph: a leaf Tensor itself (its .grad is accumulated into),
+    # an _Edge for a tensor made by an op, None for anything else
+    inputs = None
 
     @staticmethod
     def forward(ctx, *args):
@@ -31,7 +33,7 @@ class Function:
         out = cls.forward(ctx, *(a.data if isinstance(a, Tensor) else a for a in args))
         result = Tensor(out, requires_grad=any(ctx.needs_input_grad) and _is_float(out))
         if result.requires_grad:
-            ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
+            ctx.inputs = tuple(_edge(a) for a in args)
             result._node = ctx
         return result  # without a graph, ctx (and what forward saved on it) is dropped here
 
@@ -54,6 +56,23 @@ class Function:
         """Drop the inputs and everything forward saved: the graph below is freed."""
         self.__dict__.clear()
         self.inputs = None
+
+
+class _Edge:
+    """What the graph keeps of an input made by another op: that op's node, and the shape and dtype
+    its gradient must have; not the input's data, which lives on only if some node saved it (as in
+    PyTorch, whose graph points to the producing function, not to the tensor). Holding the Tensor
+    kept every activation alive until the backward, saved or not."""
+    __slots__ = ("_node", "requires_grad", "shape", "dtype")
+
+    def __init__(self, t):
+        self._node, self.requires_grad, self.shape, self.dtype = t._node, t.requires_grad, t.shape, t.dtype
+
+
+def _edge(a):
+    if not isinstance(a, Tensor):
+        return None
+    return a if a._node is None else _Edge(a)
 
 
 def _is_float(a):
