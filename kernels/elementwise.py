@@ -2,9 +2,9 @@
 the batch norm before it instead) and the ReLU's backward (the mask of the block's gradient).
 
 NumPy's ufuncs make two passes for each (the add, then the clamp; the mask, then the select) on one
-core; the Numba versions make one pass on all of them. Both are memory-bound. Arrays are (N, C, ...) in NCHW or channel-major memory (see
-_layout), or of any shape, C-contiguous. add_relu's output is in a's layout, relu_backward's in
-out's (the layout the forward produced).
+core; the Numba versions make one pass on all of them. Both are memory-bound. Arrays are
+(N, C, ...) in NCHW or channel-major memory (see _layout), or of any shape, C-contiguous. add_relu's
+output is in a's layout, relu_backward's in out's (the layout the forward produced).
 """
 import numpy as np
 from numba import njit, prange

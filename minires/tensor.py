@@ -105,7 +105,7 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad of shape {grad.shape} does not match the output's shape {self.shape}")
         leaves = run_backward([self], [grad], retain_graph)
-        del grad
+        del grad  # a root gradient held here would look shared to _unshared
         while leaves:
             leaf, g = leaves.popitem()
             if leaf.grad is None:  # g itself when nothing else can see it (see _unshared), else a copy
