@@ -81,8 +81,24 @@ def test_a_wrong_transform_is_caught():
     wrong[3, 3] = 9
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(wg, "AT", wrong)
+        mp.setattr(kernels._dispatch, "_cpu_backend", "numpy")
         y = kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((3, 1, 8, 8)))
     assert np.abs(y - direct(x, w, (1, 1))).max() > 1e-3
+
+
+def test_written_out_rows_are_the_matrices():
+    """The Numba transforms' rows, written out without their zero terms, applied to the identity give
+    back B^T, A^T and A exactly (so a mistyped constant or sign in them fails here)."""
+    rows, zeros, n = tuple(range(6)), (np.uint64(0),) * 6, np.uint64(6)
+    out = np.empty((6, 1, 6))  # the helpers' arrays are 3-D, (row, channel, run)
+    wg._bt_rows(out, 0, 1, 0, np.eye(6)[:, None], 0, rows, zeros, n)
+    np.testing.assert_array_equal(out[:, 0], wg.BT)
+    out = np.empty((4, 1, 6))
+    wg._at_rows(out, 0, 1, 0, np.eye(6)[:, None], 0, rows, n)
+    np.testing.assert_array_equal(out[:, 0], wg.AT)
+    out = np.empty((6, 1, 4))
+    wg._a_rows(out, 0, 1, 0, np.eye(4)[:, None], 0, rows[:4], np.uint64(4))
+    np.testing.assert_array_equal(out[:, 0], wg.AT.T)
 
 
 def test_bad_shapes_are_refused():
