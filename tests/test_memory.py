@@ -13,6 +13,7 @@ import pytest
 import minires
 import minires.functional as F
 from minires import nn
+from minires.ops import conv
 
 WARMUP, STEPS = 5, 20
 
@@ -183,9 +184,10 @@ def test_fused_relus_are_one_node_saving_one_activation_in_the_input_layout():
 
 @pytest.mark.parametrize("shape, k, winograd", [((2, 3, 6, 6), 3, False), ((2, 3, 6, 6), 1, False),
                                                  ((8, 3, 24, 24), 3, True)])
-def test_conv_with_a_frozen_weight_saves_neither_input_nor_col(shape, k, winograd):
+def test_conv_with_a_frozen_weight_saves_neither_input_nor_col(shape, k, winograd, monkeypatch):
     """Only the input's gradient wanted: conv2d keeps the weight, not x (which only the weight's
     gradient reads) nor a col or Winograd's V."""
+    monkeypatch.setitem(conv.WINOGRAD_MIN, True, (8, 0, 0))  # Winograd on 8x8 maps and up, even with 3 channels
     x = minires.tensor(np.ones(shape), requires_grad=True)
     y = F.conv2d(x, minires.tensor(np.ones((4, 3, k, k))), padding=k // 2)
     assert y._node.winograd == winograd

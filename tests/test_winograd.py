@@ -13,6 +13,7 @@ import minires
 import minires.functional as F
 from minires import kernels
 from minires.kernels import winograd as wg
+from minires.ops import conv
 
 from test_kernels import LAYOUTS, make
 
@@ -115,6 +116,12 @@ def test_bad_shapes_are_refused():
 
 # ---------------------------------------------------------------- conv2d
 
+@pytest.fixture
+def winograd_at_any_size(monkeypatch):
+    """Winograd in training for these small cases too, whatever the size rule (tested on its own)."""
+    monkeypatch.setitem(conv.WINOGRAD_MIN, True, (0, 0, 0))
+
+
 def conv_both(x, w, padding, winograd):
     """minires's y, gx, gw with Winograd on or off, for the upstream gradient gy = y's cosine."""
     minires.set_winograd(winograd)
@@ -129,7 +136,7 @@ def conv_both(x, w, padding, winograd):
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
 @pytest.mark.parametrize("shape, padding", [((8, 3, 24, 24), 1), ((4, 4, 27, 25), 2), ((6, 2, 26, 30), 0)])
-def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog):
+def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog, winograd_at_any_size):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal(shape).astype(dtype), rng.standard_normal((5, shape[1], 3, 3)).astype(dtype)
@@ -142,7 +149,7 @@ def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
-def test_conv2d_off_runs_im2col_and_agrees(caplog):
+def test_conv2d_off_runs_im2col_and_agrees(caplog, winograd_at_any_size):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(9)
     x, w = rng.standard_normal((6, 3, 24, 28)), rng.standard_normal((4, 3, 3, 3))
@@ -152,7 +159,7 @@ def test_conv2d_off_runs_im2col_and_agrees(caplog):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
 
 
-def test_conv2d_gradcheck_through_winograd(caplog):
+def test_conv2d_gradcheck_through_winograd(caplog, winograd_at_any_size):
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     rng = np.random.default_rng(10)
     x = minires.tensor(rng.standard_normal((4, 2, 32, 32)), requires_grad=True)
@@ -181,6 +188,15 @@ def test_inference_takes_winograd_on_smaller_maps_than_training(caplog):
     caplog.clear()
     F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=True), padding=1)
     assert "im2col" in caplog.text and "Winograd" not in caplog.text
+
+
+@pytest.mark.parametrize("channels, winograd", [(256, True), (64, False)])
+def test_training_takes_winograd_with_enough_tiles_times_channels(channels, winograd, caplog):
+    """14x14 maps at batch 8 (160 tile slots): Winograd pays in training with 256 channels, not 64."""
+    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+    x = minires.tensor(np.ones((8, channels, 14, 14), np.float32), requires_grad=True)
+    F.conv2d(x, minires.tensor(np.ones((4, channels, 3, 3), np.float32), requires_grad=True), padding=1)
+    assert ("Winograd" in caplog.text) == winograd
 
 
 def test_switch_checks_its_argument():

@@ -74,22 +74,25 @@ def from_channel_major(a, n):
 def _winograd(x, geometry, groups, ohw, grad):
     """Whether this convolution runs Winograd F(4x4, 3x3): 3x3, stride 1, no dilation, one group,
     padding <= 2 (so that the input's gradient is one too), float32/64 NumPy arrays with the Numba
-    kernels (the NumPy reference transforms are slower than im2col), and maps and a batch large
-    enough: at least WINOGRAD_MIN[grad] = (outputs a side, tile slots in the batch), grad: whether a
-    gradient will be needed. Measured on 2 cores against im2col + GEMM: inference 1.2-2.1x on
-    ResNet's 56x56 to 8x8 layers at batch 8-64, 0.5-1.0x with fewer tiles (batch 1-4 at 14x14, 8x8
-    at batch 2-8, 7x7 at batch 8); forward + backward 1.1-1.7x from 16x16 (and 14x14 at batch 16),
-    0.84-0.93x at 8x8 (batch 64) and 14x14 at batch 8, where the weight transforms and 36 GEMMs over
-    few tiles cost more than the 4x fewer multiply-adds save."""
+    kernels (the NumPy reference transforms are slower than im2col), and maps, batch and channels large
+    enough: at least WINOGRAD_MIN[grad] = (outputs a side, tile slots in the batch, tile slots times
+    input channels), grad: whether a gradient will be needed. Measured on 2 cores against im2col +
+    GEMM: inference 1.2-2.1x on ResNet's 56x56 to 8x8 layers at batch 8-64, 0.5-1.0x with fewer
+    tiles (batch 1-4 at 14x14, 8x8 at batch 2-8, 7x7 at batch 8); forward + backward 1.1-1.6x where
+    slots x channels >= 160 x 256 (ResNet-50's 14x14 layers at batch 8 with 256 channels 1.23-1.27x,
+    8x8 at batch 64 with 128-256 channels 1.1-1.27x), 0.82-0.97x below it (8x8 at batch 64 with 64
+    channels, 14x14 at batch 4-16 with 64-256), and on 7x7 and 4x4 maps (0.65-0.88x), where the
+    transforms and 36 GEMMs over few tiles cost more than the 4x fewer multiply-adds save."""
     ksize, stride, padding, dilation = geometry
-    min_hw, min_slots = WINOGRAD_MIN[grad]
+    min_hw, min_slots, min_work = WINOGRAD_MIN[grad]
+    slots = x.shape[0] * kernels.winograd_slots(ohw)
     return (_use_winograd and kernels.get_kernels() == "numba" and ksize == (3, 3) and stride == (1, 1)
             and dilation == (1, 1) and groups == 1 and max(padding) <= 2 and min(ohw) >= min_hw
-            and x.shape[0] * kernels.winograd_slots(ohw) >= min_slots and isinstance(x, np.ndarray)
+            and slots >= min_slots and slots * x.shape[1] >= min_work and isinstance(x, np.ndarray)
             and x.dtype in (np.float32, np.float64))
 
 
-WINOGRAD_MIN = {False: (8, 128), True: (14, 256)}
+WINOGRAD_MIN = {False: (8, 128, 0), True: (8, 0, 160 * 256)}
 
 
 def _columns(x, geometry, ohw, memory=kernels.scratch, images=None):
