@@ -141,10 +141,11 @@ def _chunks(channels):
 # LLVM's alias checks give up on vectorizing it). Those rows are written out (_bt_rows, _at_rows,
 # _a_rows) rather than taken as dot products with the matrices: B^T, A^T and A are half zeros and
 # +-1, and the rows share sums such as d1 + d2, so a row costs 3-5 operations, not 11 (measured on
-# 2 cores at ResNet's 56x56 to 8x8 layers: input transform 1.3-1.6x faster, output 1.1-1.3x; LLVM
-# may not drop a product by a zero it does not know of, and with a NaN or inf in the data it must not). The weight transforms keep the dot products (G is dense, and they
-# are small). Runs are indexed with unsigned integers (see im2col); constants come in the data's
-# dtype (float32 * a float64 constant is computed in float64).
+# 2 cores at ResNet's 56x56 to 8x8 layers: input transform 1.3-1.6x faster, output 1.1-1.3x). LLVM
+# may not drop a product by a zero it does not know of (and with a NaN or inf in the data it must
+# not). The weight transforms keep the dot products: G is dense, and they are small. Runs are
+# indexed with unsigned integers (see im2col); constants come in the data's dtype (float32 * a
+# float64 constant is computed in float64).
 
 @njit(inline="always")
 def _dot6(c, r0, r1, r2, r3, r4, r5):
@@ -153,8 +154,8 @@ def _dot6(c, r0, r1, r2, r3, r4, r5):
 
 @njit(inline="always")
 def _bt_rows(dst, e, de, dc, src, sc, r, o, n):
-    """dst[e + a*de, dc, f] = (B^T d)[a] for a < 6, f < n, where d[i] = src[r[i], sc, o[i] + f]. dst and src
-    are C-contiguous 3-D arrays, so that LLVM knows the runs are unit-stride (a 2-D view of one
+    """dst[e + a*de, dc, f] = (B^T d)[a] for a < 6, f < n, where d[i] = src[r[i], sc, o[i] + f]. dst and
+    src are C-contiguous 3-D arrays, so that LLVM knows the runs are unit-stride (a 2-D view of one
     channel would not tell it, and ran scalar)."""
     t = dst.dtype.type
     k2, k4, k5 = t(2), t(4), t(5)
@@ -163,13 +164,17 @@ def _bt_rows(dst, e, de, dc, src, sc, r, o, n):
     for f in range(n):
         dst[e, dc, f] = k4 * src[r0, sc, o0 + f] - k5 * src[r2, sc, o2 + f] + src[r4, sc, o4 + f]
     for f in range(n):
-        dst[e + de, dc, f] = (src[r3, sc, o3 + f] + src[r4, sc, o4 + f]) - k4 * (src[r1, sc, o1 + f] + src[r2, sc, o2 + f])
+        dst[e + de, dc, f] = ((src[r3, sc, o3 + f] + src[r4, sc, o4 + f])
+                              - k4 * (src[r1, sc, o1 + f] + src[r2, sc, o2 + f]))
     for f in range(n):
-        dst[e + 2 * de, dc, f] = (src[r4, sc, o4 + f] - src[r3, sc, o3 + f]) + k4 * (src[r1, sc, o1 + f] - src[r2, sc, o2 + f])
+        dst[e + 2 * de, dc, f] = ((src[r4, sc, o4 + f] - src[r3, sc, o3 + f])
+                                  + k4 * (src[r1, sc, o1 + f] - src[r2, sc, o2 + f]))
     for f in range(n):
-        dst[e + 3 * de, dc, f] = (src[r4, sc, o4 + f] - src[r2, sc, o2 + f]) + k2 * (src[r3, sc, o3 + f] - src[r1, sc, o1 + f])
+        dst[e + 3 * de, dc, f] = ((src[r4, sc, o4 + f] - src[r2, sc, o2 + f])
+                                  + k2 * (src[r3, sc, o3 + f] - src[r1, sc, o1 + f]))
     for f in range(n):
-        dst[e + 4 * de, dc, f] = (src[r4, sc, o4 + f] - src[r2, sc, o2 + f]) + k2 * (src[r1, sc, o1 + f] - src[r3, sc, o3 + f])
+        dst[e + 4 * de, dc, f] = ((src[r4, sc, o4 + f] - src[r2, sc, o2 + f])
+                                  + k2 * (src[r1, sc, o1 + f] - src[r3, sc, o3 + f]))
     for f in range(n):
         dst[e + 5 * de, dc, f] = k4 * src[r1, sc, o1 + f] - k5 * src[r3, sc, o3 + f] + src[r5, sc, o5 + f]
 
@@ -187,7 +192,8 @@ def _at_rows(dst, e, de, dc, src, sc, r, n):
     for f in range(n):
         dst[e + 2 * de, dc, f] = (src[r1, sc, f] + src[r2, sc, f]) + k4 * (src[r3, sc, f] + src[r4, sc, f])
     for f in range(n):
-        dst[e + 3 * de, dc, f] = (src[r1, sc, f] - src[r2, sc, f]) + k8 * (src[r3, sc, f] - src[r4, sc, f]) + src[r5, sc, f]
+        dst[e + 3 * de, dc, f] = ((src[r1, sc, f] - src[r2, sc, f]) + k8 * (src[r3, sc, f] - src[r4, sc, f])
+                                  + src[r5, sc, f])
 
 
 @njit(inline="always")
@@ -359,10 +365,10 @@ def _winograd_grad_output_numba(gy, out):
 
 @njit(cache=True, parallel=True)
 def _grad_output_loops(g, cm, out, th, chunks):
-    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*N*pitch), a = A
-    (6, 4). Per channel: split by row and column phase into q[4*i + j] (tile (ty, n, tx) at slot
-    (ty*N + n)*pitch + tx; zero beyond the map and in the unused slots, made once per chunk, as every
-    channel writes the same elements), A down the tiles' columns into r[4*a + j], A^T along their rows
+    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*N*pitch). Per
+    channel: split by row and column phase into q[4*i + j] (tile (ty, n, tx) at slot (ty*N + n)*pitch
+    + tx; zero beyond the map and in the unused slots, made once per chunk, as every channel writes
+    the same elements), A down the tiles' columns into r[4*a + j], A^T along their rows
     into out[6*a + b]."""
     k_out, slots = out.shape[1:]
     nb, ho, wo = (g.shape[1], g.shape[2], g.shape[3]) if cm else (g.shape[0], g.shape[2], g.shape[3])
