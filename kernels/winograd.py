@@ -143,16 +143,18 @@ def _chunks(channels):
 # +-1, and the rows share sums such as d1 + d2, so a row costs 3-5 operations, not 11 (measured on
 # 2 cores at ResNet's 56x56 to 8x8 layers: input transform 1.3-1.6x faster, output 1.1-1.3x). LLVM
 # may not drop a product by a zero it does not know of (and with a NaN or inf in the data it must
-# not). The weight transforms keep the dot products: G is dense, and they are small. Runs are
-# indexed with unsigned integers (see im2col); constants come in the data's dtype (float32 * a
-# float64 constant is computed in float64).
+# not). The helpers are called, not inlined: a call works on whole runs, so it costs nothing
+# measurable, and compiling each once took the three kernels' compile time into an empty cache from
+# 8-15 s to 5-8 s each. The weight transforms keep the dot products: G is dense, and they are
+# small. Runs are indexed with unsigned integers (see im2col); constants come in the data's dtype
+# (float32 * a float64 constant is computed in float64).
 
 @njit(inline="always")
 def _dot6(c, r0, r1, r2, r3, r4, r5):
     return c[0] * r0 + c[1] * r1 + c[2] * r2 + c[3] * r3 + c[4] * r4 + c[5] * r5
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _bt_rows(dst, e, de, dc, src, sc, r, o, n):
     """dst[e + a*de, dc, f] = (B^T d)[a] for a < 6, f < n, where d[i] = src[r[i], sc, o[i] + f]. dst and
     src are C-contiguous 3-D arrays, so that LLVM knows the runs are unit-stride (a 2-D view of one
@@ -179,7 +181,7 @@ def _bt_rows(dst, e, de, dc, src, sc, r, o, n):
         dst[e + 5 * de, dc, f] = k4 * src[r1, sc, o1 + f] - k5 * src[r3, sc, o3 + f] + src[r5, sc, o5 + f]
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _at_rows(dst, e, de, dc, src, sc, r, n):
     """dst[e + i*de, dc, f] = (A^T m)[i] for i < 4, f < n, where m[a] = src[r[a], sc, f] (as _bt_rows)."""
     t = dst.dtype.type
@@ -196,7 +198,7 @@ def _at_rows(dst, e, de, dc, src, sc, r, n):
                                   + src[r5, sc, f])
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _a_rows(dst, e, de, dc, src, sc, r, n):
     """dst[e + a*de, dc, f] = (A g)[a] for a < 6, f < n, where g[i] = src[r[i], sc, f] (A = (A^T)^T, 6x4; as
     _bt_rows)."""
