@@ -299,6 +299,7 @@ def _input_loops(x, cm, v, th, ph, pw, chunks):
     nb, h, w = (x.shape[1], x.shape[2], x.shape[3]) if cm else (x.shape[0], x.shape[2], x.shape[3])
     row = slots // th  # N*pitch: from one row of tiles to the next
     pitch = row // nb
+    ns, z = uint64(slots), uint64(0)
     for chunk in prange(chunks):
         q, s = np.zeros((16, 1, slots + row + pitch + 1), x.dtype), np.empty((36, 1, slots), x.dtype)
         for c in range(chunk * c_in // chunks, (chunk + 1) * c_in // chunks):
@@ -311,11 +312,9 @@ def _input_loops(x, cm, v, th, ph, pw, chunks):
                             o, r = q[yy % 4 * 4 + rj, 0, yy // 4 * row + n * pitch + b0:], src[yy - ph, 4 * b0 + rj - pw:]
                             for b in range(uint64(b1 - b0)):
                                 o[b] = r[4 * b]
-            ns = uint64(slots)
             for j in range(6):  # s[6*a + j] = (B^T d)[a], d: column j of the tiles
                 rj, oj, oi = j % 4, uint64(j // 4), uint64(row + j // 4)
                 _bt_rows(s, j, 6, 0, q, 0, (rj, 4 + rj, 8 + rj, 12 + rj, rj, 4 + rj), (oj, oj, oj, oj, oi, oi), ns)
-            z = uint64(0)
             for a6 in range(0, 36, 6):  # v[a6 + b] = (B^T s_a)[b], s_a: the six rows s[a6:a6 + 6]
                 _bt_rows(v, a6, 1, c, s, 0, (a6, a6 + 1, a6 + 2, a6 + 3, a6 + 4, a6 + 5), (z, z, z, z, z, z), ns)
 
@@ -337,10 +336,10 @@ def _output_loops(m, y, th, chunks):
     nb, ho, wo = y.shape[1:]
     row = slots // th
     pitch = row // nb
+    ns = uint64(slots)
     for chunk in prange(chunks):
         r, t = np.empty((24, 1, slots), m.dtype), np.empty((16, 1, slots), m.dtype)
         for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
-            ns = uint64(slots)
             for b in range(6):  # r[6*i + b] = (A^T m)[i] down column b of the tiles
                 _at_rows(r, b, 6, 0, m, k, (b, 6 + b, 12 + b, 18 + b, 24 + b, 30 + b), ns)
             for i in range(4):  # t[4*i + j] = (A^T r_i)[j], r_i: the six rows r[6*i:6*i + 6]
@@ -360,8 +359,7 @@ def _winograd_grad_output_numba(gy, out):
     n, k, ho, wo = gy.shape
     _check("winograd_grad_output", out, (6, 6, k, n * winograd_slots((ho, wo))), gy.dtype)
     cm = is_channel_major(gy)
-    _grad_output_loops(canonical(gy, cm), cm, out.reshape(36, k, -1),
-                       winograd_tiles((ho, wo))[0], _chunks(k))
+    _grad_output_loops(canonical(gy, cm), cm, out.reshape(36, k, -1), winograd_tiles((ho, wo))[0], _chunks(k))
     return out
 
 
@@ -376,6 +374,7 @@ def _grad_output_loops(g, cm, out, th, chunks):
     nb, ho, wo = (g.shape[1], g.shape[2], g.shape[3]) if cm else (g.shape[0], g.shape[2], g.shape[3])
     row = slots // th
     pitch = row // nb
+    ns = uint64(slots)
     for chunk in prange(chunks):
         q, r = np.zeros((16, 1, slots), g.dtype), np.empty((24, 1, slots), g.dtype)
         for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
@@ -386,7 +385,6 @@ def _grad_output_loops(g, cm, out, th, chunks):
                         o, rw = q[yy % 4 * 4 + j, 0, yy // 4 * row + n * pitch:], src[yy, j:]
                         for tx in range(uint64((wo - j + 3) // 4)):
                             o[tx] = rw[4 * tx]
-            ns = uint64(slots)
             for j in range(4):  # r[4*a + j] = (A g)[a] down column j of the tiles
                 _a_rows(r, j, 4, 0, q, 0, (j, 4 + j, 8 + j, 12 + j), ns)
             for a in range(6):  # out[6*a + b] = (A r_a)[b], r_a: the four rows r[4*a:4*a + 4]

@@ -178,8 +178,9 @@ def test_other_shapes_keep_im2col(shape, kwargs, caplog):
     assert "im2col" in caplog.text and "Winograd" not in caplog.text
 
 
-def test_inference_takes_winograd_on_smaller_maps_than_training(caplog):
-    """8x8 maps at batch 64: Winograd pays in a forward alone, not with the two backward passes."""
+def test_inference_takes_winograd_on_less_work_than_training(caplog):
+    """8x8 maps at batch 64 with 4 channels: Winograd pays in a forward alone, not with the two
+    backward passes (training wants tile slots x channels >= 160 x 256)."""
     caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     x, w = np.ones((64, 4, 8, 8), np.float32), np.ones((4, 4, 3, 3), np.float32)
     with minires.no_grad():
