@@ -8,7 +8,8 @@ Every kernel (im2col, into preallocated memory as conv2d calls it; col2im; max/a
 and backward; batch-norm statistics, normalization, the two fused for training, and backward,
 alone, with the fused ReLU and with the fused residual and ReLU (+res); relu(a + b) and the ReLU's
 backward; the SGD update; Winograd F(4x4, 3x3)'s weight, input and output transforms and the adjoints
-for the weight's gradient, on the stride-1 3x3 layers that conv2d runs it on)
+for the weight's gradient, on the stride-1 3x3 layers that conv2d runs it on; the live-tap copy of a
+weight and its adjoint, on the small maps where conv2d drops taps that read only padding)
 runs in each implementation: the NumPy reference, Numba, and on a
 machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
 registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
@@ -40,12 +41,13 @@ from numba import njit, prange
 from minires import kernels
 from minires.kernels._geometry import pool_out_size
 from minires.kernels.pooling import avgpool_divisor
-from minires.ops.conv import _winograd
+from minires.ops.conv import _live_taps, _winograd
 
 KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
            "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "bn_forward+relu", "bn_train_forward+relu",
            "bn_backward+relu", "bn_forward+res", "bn_train_forward+res", "add_relu", "relu_backward", "sgd_update",
-           "winograd_weights", "winograd_input", "winograd_output", "winograd_grad_output", "winograd_grad_weights"]
+           "winograd_weights", "winograd_input", "winograd_output", "winograd_grad_output", "winograd_grad_weights",
+           "taps_crop", "taps_pad"]
 # +relu: relu=True; +res: a residual added before the ReLU (relu=True, residual=identity)
 
 
@@ -64,6 +66,7 @@ def parse_args(argv=None):
 def resnet_layers(depth, batch, size):
     """The kernel-relevant layers of a torchvision ResNet-18 or -50 as (kind, shape, geometry):
     ("conv", x shape, (k, s, p)) for each convolution that needs im2col (not the 1x1 stride-1 ones),
+    followed by ("taps", weight shape, live window) where it drops taps (see conv),
     ("bn", x shape, None), ("pool", x shape, (k, s, p)), ("bn_add", x shape, None) for a block's last batch norm
     with the residual addition and ReLU, ("params", (count,), None) for all the parameters (as one array)."""
     layers = [("conv", (batch, 3, size, size), (7, 2, 3))]
@@ -79,11 +82,11 @@ def resnet_layers(depth, batch, size):
             s = 2 if stage > 0 and b == 0 else 1
             ho = (h - 1) // s + 1
             if bottleneck:  # 1x1 (pointwise: no im2col) > 3x3 stride s > 1x1
-                layers += [("bn", (batch, width, h, h), None), ("conv", (batch, width, h, h), (3, s, 1)),
+                layers += [("bn", (batch, width, h, h), None), *conv((batch, width, h, h), (3, s, 1), width),
                            ("bn", (batch, width, ho, ho), None), ("bn_add", (batch, cout, ho, ho), None)]
             else:
-                layers += [("conv", (batch, cin, h, h), (3, s, 1)), ("bn", (batch, cout, ho, ho), None),
-                           ("conv", (batch, cout, ho, ho), (3, 1, 1)), ("bn_add", (batch, cout, ho, ho), None)]
+                layers += [*conv((batch, cin, h, h), (3, s, 1), cout), ("bn", (batch, cout, ho, ho), None),
+                           *conv((batch, cout, ho, ho), (3, 1, 1), cout), ("bn_add", (batch, cout, ho, ho), None)]
             if s != 1 or cin != cout:  # downsample: 1x1 stride s, then batch norm
                 if s != 1:
                     layers.append(("conv", (batch, cin, h, h), (1, s, 0)))
@@ -103,6 +106,22 @@ def is_winograd(kind, shape, geo):
     return _winograd(x, ((k, k), (s, s), (p, p), (1, 1)), 1, ohw, True)
 
 
+def live_window(shape, geo):
+    """The live taps ((t0, t1), (u0, u1)) of a convolution of x ``shape``, geometry (k, s, p), where
+    some of its k x k taps read only padding (small maps: conv2d copies the others out of the weight,
+    taps_crop, and puts their gradient back, taps_pad); else None."""
+    k, s, p = geo
+    window = tuple(_live_taps(d, k, s, p, 1, kernels.conv_out_size(d, k, s, p, 1)) for d in shape[2:])
+    return None if window == ((0, k), (0, k)) else window
+
+
+def conv(shape, geo, cout):
+    """A convolution's entries in resnet_layers: ("conv", x shape, geo), and where it drops dead taps
+    ("taps", weight shape, live window)."""
+    window = live_window(shape, geo)
+    return [("conv", shape, geo)] + ([("taps", (cout, shape[1], geo[0], geo[0]), window)] if window else [])
+
+
 def kernel_calls(layers):
     """{(kernel, shape, geometry): calls per training step}: a convolution runs im2col in forward
     (its col kept for backward) and col2im in backward (not for the stem, whose input needs no
@@ -120,6 +139,10 @@ def kernel_calls(layers):
         if is_winograd(kind, shape, geo):
             names = 2 * ["winograd_weights", "winograd_input", "winograd_output"] + [
                 "winograd_grad_output", "winograd_grad_weights"]
+        elif kind == "conv" and live_window(shape, geo):
+            continue  # its im2col on the live taps is not counted
+        elif kind == "taps":
+            names = ["taps_crop", "taps_pad"]
         else:
             names = ["im2col"] + (["col2im"] if shape[1] != 3 else []) if kind == "conv" else names_of[kind]
         for name in names:
@@ -140,6 +163,7 @@ def cases(batch, size, quick):
                   ("winograd_output", c56, (3, 1, 1)), ("winograd_grad_output", c56, (3, 1, 1)),
                   ("winograd_grad_weights", c56, (3, 1, 1)),
                   ("avgpool_backward", c112, (3, 2, 1)), ("sgd_update", (11_689_512,), None)}
+        picked |= {(name, (512, 512, 3, 3), ((1, 2), (1, 2))) for name in ("taps_crop", "taps_pad")}
         picked |= {(name, bn, None) for name in KERNELS if name.startswith(("bn", "add", "relu"))}
     else:
         picked = {key for calls in per_net.values() for key in calls}
@@ -151,6 +175,9 @@ def cases(batch, size, quick):
                    if name in ("bn_forward", "bn_train_forward", "bn_backward")}
         picked |= {("bn_forward+res", shape, geo) for name, shape, geo in picked if name == "bn_train_forward+res"}
         picked |= {("add_relu", shape, geo) for name, shape, geo in picked if name == "relu_backward"}
+        # the live-tap copies, which ResNets call only on small maps: ResNet-18's at 32x32 (its layer4)
+        picked |= {(name, (cout, cin, 3, 3), live_window((batch, cin, h, h), (3, s, 1))) for name in ("taps_crop", "taps_pad")
+                   for cin, cout, h, s in ((256, 512, 2, 2), (512, 512, 1, 1))}
     order = {name: i for i, name in enumerate(KERNELS)}
     rows = sorted(picked, key=lambda key: (order[key[0]], -np.prod(key[1]), key[1], key[2] or ()))
     return [(name, shape, geo, {net: calls.get((name, shape, geo), 0) for net, calls in per_net.items()})
@@ -167,6 +194,11 @@ def channel_major(a):
 def make_call(name, shape, geo, rng):
     """(args, bytes, flops) for one kernel call: arguments (float32 NumPy arrays), the memory traffic
     (every input read and every output written once) and the floating-point operations."""
+    if name.startswith("taps"):  # shape: the weight's, geo: the live window; every line of the weight moves
+        w = rng.standard_normal(shape, dtype=np.float32)
+        live = kernels.taps_crop(w, *geo)
+        args = (w,) + geo if name == "taps_crop" else (live, shape, (geo[0][0], geo[1][0]))
+        return args, w.nbytes + live.nbytes, 0
     if name == "sgd_update":  # p, grad, momentum buffer: read 3, write 2
         p, grad, buf = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
         return (p, grad, buf, 1e-6, 0.9, 0.0, 1e-4, False, False), 5 * p.nbytes, 6 * p.size
@@ -305,7 +337,10 @@ def probe_first_calls():
     out = {}
     for name in KERNELS:
         geo = (3, 2, 1) if name in ("im2col", "col2im") or "pool" in name else (3, 1, 1) if "winograd" in name else None
-        args, _, _ = make_call(name, (1000,) if name == "sgd_update" else (2, 4, 9, 9), geo, rng)
+        shape = (1000,) if name == "sgd_update" else (2, 4, 9, 9)
+        if name.startswith("taps"):
+            shape, geo = (4, 2, 3, 3), ((1, 2), (1, 2))
+        args, _, _ = make_call(name, shape, geo, rng)
         f = kernel_of(name).impls["numba"]
         t = time.perf_counter()
         f(*args)
@@ -337,6 +372,8 @@ def describe_machine():
 
 def fmt_shape(shape, geo):
     s = "x".join(map(str, shape))
+    if geo is not None and len(geo) == 2:  # a weight's live window
+        return f"{s} [{geo[0][0]}:{geo[0][1]},{geo[1][0]}:{geo[1][1]}]"
     return s if geo is None else f"{s} k{geo[0]}s{geo[1]}p{geo[2]}"
 
 

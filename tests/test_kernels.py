@@ -440,6 +440,35 @@ def test_sgd_update_equals_reference(settings, dtype, contiguous, rng):
     assert not np.array_equal(results["numba"][0], p0 if contiguous else p0[:, ::2])
 
 
+# ---------------------------------------------------------------- taps_crop, taps_pad
+
+@pytest.mark.parametrize("shape, rows, cols", [
+    ((6, 5, 3, 3), (1, 2), (1, 2)),    # the centre tap (3x3 on 1x1 maps)
+    ((6, 5, 3, 3), (1, 3), (1, 3)),    # a 2x2 corner (stride 2 from 2x2 maps)
+    ((4, 3, 5, 5), (0, 3), (2, 4)),    # an off-centre window of a 5x5 kernel
+    ((2, 7, 3, 3), (0, 3), (0, 3)),    # every tap live
+    ((1, 1, 1, 1), (0, 1), (0, 1)),
+], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_taps_crop_and_pad_equal_reference(shape, rows, cols, dtype, contiguous, rng):
+    """Exactly equal (copies); the crop C-contiguous, the pad zero outside the window and the crop's
+    adjoint: <crop(w), g> = <w, pad(g)>. Sliced inputs too."""
+    w = rng.standard_normal(shape).astype(dtype) if contiguous else rng.standard_normal(shape + (2,)).astype(dtype)[..., 0]
+    got, want = both(kernels.taps_crop, w, rows, cols)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, w[:, :, rows[0]:rows[1], cols[0]:cols[1]])
+    assert got.flags.c_contiguous and got.dtype == dtype
+    g = rng.standard_normal(got.shape).astype(dtype)
+    g = g if contiguous else np.repeat(g, 2, axis=1)[:, ::2]
+    got, want = both(kernels.taps_pad, g, shape, (rows[0], cols[0]))
+    np.testing.assert_array_equal(got, want)
+    outside = np.ones(shape, bool)
+    outside[:, :, rows[0]:rows[1], cols[0]:cols[1]] = False
+    assert got.shape == shape and got.flags.c_contiguous and not got[outside].any()
+    np.testing.assert_allclose(np.vdot(kernels.taps_crop(w, rows, cols), g), np.vdot(w, got), rtol=RTOL[dtype])
+
+
 # ---------------------------------------------------------------- the switch
 
 @pytest.fixture

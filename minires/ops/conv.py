@@ -213,27 +213,17 @@ def _live_taps(size, k, s, p, d, out):
 
 
 class LiveTaps(Function):
-    """w[:, :, t0:t1, u0:u1] as a C-contiguous array, copied a tap at a time: each tap is one long
-    strided run over (Cout, C/G), where copying the 4-D slice (or reshaping it for the GEMM) runs
-    loops of t1 - t0 elements (2.3x slower for the 2x2 window of a 3x3 filter bank). Backward: zeros,
-    each tap's gradient put back the same way."""
+    """w[:, :, t0:t1, u0:u1] as a C-contiguous array (kernels.taps_crop). Backward: zeros, the live
+    taps' gradient put back in place (kernels.taps_pad)."""
 
     @staticmethod
     def forward(ctx, w, rows, cols):
         ctx.shape, ctx.origin = w.shape, (rows[0], cols[0])
-        out = array_module(w).empty(w.shape[:2] + (rows[1] - rows[0], cols[1] - cols[0]), w.dtype)
-        for i in range(out.shape[2]):
-            for j in range(out.shape[3]):
-                out[:, :, i, j] = w[:, :, rows[0] + i, cols[0] + j]
-        return out
+        return kernels.taps_crop(w, rows, cols)
 
     @staticmethod
     def backward(ctx, g):
-        (t0, u0), gw = ctx.origin, array_module(g).zeros(ctx.shape, g.dtype)
-        for i in range(g.shape[2]):
-            for j in range(g.shape[3]):
-                gw[:, :, t0 + i, u0 + j] = g[:, :, i, j]
-        return gw, None, None
+        return kernels.taps_pad(g, ctx.shape, ctx.origin), None, None
 
 
 def _drop_dead_taps(w, x_hw, stride, padding, dilation, ohw):
