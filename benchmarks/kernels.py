@@ -9,7 +9,8 @@ and backward; batch-norm statistics, normalization, the two fused for training, 
 alone, with the fused ReLU and with the fused residual and ReLU (+res); relu(a + b) and the ReLU's
 backward; the SGD update; Winograd F(4x4, 3x3)'s weight, input and output transforms and the adjoints
 for the weight's gradient, on the stride-1 3x3 layers that conv2d runs it on; the live-tap copy of a
-weight and its adjoint, on the small maps where conv2d drops taps that read only padding)
+weight and its adjoint, on the small maps where conv2d drops taps that read only padding; the
+unrolled weight of a convolution on maps smaller than its kernel, and its adjoint)
 runs in each implementation: the NumPy reference, Numba, and on a
 machine with CuPy and a GPU the "cuda" version (the reference on CuPy arrays until a CUDA version is
 registered). Per call: the median time of --runs calls after one warm-up, the memory traffic as
@@ -47,7 +48,7 @@ KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_f
            "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "bn_forward+relu", "bn_train_forward+relu",
            "bn_backward+relu", "bn_forward+res", "bn_train_forward+res", "add_relu", "relu_backward", "sgd_update",
            "winograd_weights", "winograd_input", "winograd_output", "winograd_grad_output", "winograd_grad_weights",
-           "taps_crop", "taps_pad"]
+           "taps_crop", "taps_pad", "toeplitz_weight", "toeplitz_weight_grad"]
 # +relu: relu=True; +res: a residual added before the ReLU (relu=True, residual=identity)
 
 
@@ -115,11 +116,22 @@ def live_window(shape, geo):
     return None if window == ((0, k), (0, k)) else window
 
 
+def unrolled(shape, geo):
+    """Whether conv2d runs a convolution of x ``shape``, geometry (k, s, p), as one GEMM with the
+    unrolled weight: a map of fewer positions than live taps."""
+    (t0, t1), (u0, u1) = live_window(shape, geo) or ((0, geo[0]), (0, geo[0]))
+    return shape[2] * shape[3] < (t1 - t0) * (u1 - u0)
+
+
 def conv(shape, geo, cout):
-    """A convolution's entries in resnet_layers: ("conv", x shape, geo), and where it drops dead taps
-    ("taps", weight shape, live window)."""
+    """A convolution's entries in resnet_layers: ("conv", x shape, geo), then where it runs with the
+    unrolled weight ("toeplitz", weight shape, geo + (map side,)), or where it drops dead taps ("taps",
+    weight shape, live window)."""
+    wshape = (cout, shape[1], geo[0], geo[0])
+    if unrolled(shape, geo):
+        return [("conv", shape, geo), ("toeplitz", wshape, geo + (shape[2],))]
     window = live_window(shape, geo)
-    return [("conv", shape, geo)] + ([("taps", (cout, shape[1], geo[0], geo[0]), window)] if window else [])
+    return [("conv", shape, geo)] + ([("taps", wshape, window)] if window else [])
 
 
 def kernel_calls(layers):
@@ -139,10 +151,10 @@ def kernel_calls(layers):
         if is_winograd(kind, shape, geo):
             names = 2 * ["winograd_weights", "winograd_input", "winograd_output"] + [
                 "winograd_grad_output", "winograd_grad_weights"]
-        elif kind == "conv" and live_window(shape, geo):
-            continue  # its im2col on the live taps is not counted
-        elif kind == "taps":
-            names = ["taps_crop", "taps_pad"]
+        elif kind == "conv" and live_window(shape, geo) or kind == "conv" and unrolled(shape, geo):
+            continue  # its im2col on the live taps is not counted; an unrolled one has none
+        elif kind in ("taps", "toeplitz"):
+            names = ["taps_crop", "taps_pad"] if kind == "taps" else ["toeplitz_weight", "toeplitz_weight_grad"]
         else:
             names = ["im2col"] + (["col2im"] if shape[1] != 3 else []) if kind == "conv" else names_of[kind]
         for name in names:
@@ -164,6 +176,7 @@ def cases(batch, size, quick):
                   ("winograd_grad_weights", c56, (3, 1, 1)),
                   ("avgpool_backward", c112, (3, 2, 1)), ("sgd_update", (11_689_512,), None)}
         picked |= {(name, (512, 512, 3, 3), ((1, 2), (1, 2))) for name in ("taps_crop", "taps_pad")}
+        picked |= {(name, (256, 256, 3, 3), (3, 1, 1, 2)) for name in ("toeplitz_weight", "toeplitz_weight_grad")}
         picked |= {(name, bn, None) for name in KERNELS if name.startswith(("bn", "add", "relu"))}
     else:
         picked = {key for calls in per_net.values() for key in calls}
@@ -178,6 +191,8 @@ def cases(batch, size, quick):
         # the live-tap copies, which ResNets call only on small maps: ResNet-18's at 32x32 (its layer4)
         picked |= {(name, (cout, cin, 3, 3), live_window((batch, cin, h, h), (3, s, 1))) for name in ("taps_crop", "taps_pad")
                    for cin, cout, h, s in ((256, 512, 2, 2), (512, 512, 1, 1))}
+        # and the unrolled weight, on ResNet-18's 2x2 maps at 32x32 (its layer3)
+        picked |= {(name, (256, 256, 3, 3), (3, 1, 1, 2)) for name in ("toeplitz_weight", "toeplitz_weight_grad")}
     order = {name: i for i, name in enumerate(KERNELS)}
     rows = sorted(picked, key=lambda key: (order[key[0]], -np.prod(key[1]), key[1], key[2] or ()))
     return [(name, shape, geo, {net: calls.get((name, shape, geo), 0) for net, calls in per_net.items()})
@@ -199,6 +214,12 @@ def make_call(name, shape, geo, rng):
         live = kernels.taps_crop(w, *geo)
         args = (w,) + geo if name == "taps_crop" else (live, shape, (geo[0][0], geo[1][0]))
         return args, w.nbytes + live.nbytes, 0
+    if name.startswith("toeplitz"):  # shape: the weight's, geo: (k, s, p, map side)
+        k, st, p, h = geo
+        taps = kernels.toeplitz_taps((h, h), (k, k), (st, st), (p, p), (1, 1))
+        w = rng.standard_normal(shape, dtype=np.float32)
+        wb = kernels.toeplitz_weight(w, taps)
+        return ((w, taps) if name == "toeplitz_weight" else (wb, taps, shape)), w.nbytes + wb.nbytes, 0
     if name == "sgd_update":  # p, grad, momentum buffer: read 3, write 2
         p, grad, buf = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
         return (p, grad, buf, 1e-6, 0.9, 0.0, 1e-4, False, False), 5 * p.nbytes, 6 * p.size
@@ -340,6 +361,8 @@ def probe_first_calls():
         shape = (1000,) if name == "sgd_update" else (2, 4, 9, 9)
         if name.startswith("taps"):
             shape, geo = (4, 2, 3, 3), ((1, 2), (1, 2))
+        if name.startswith("toeplitz"):
+            shape, geo = (4, 2, 3, 3), (3, 1, 1, 2)
         args, _, _ = make_call(name, shape, geo, rng)
         f = kernel_of(name).impls["numba"]
         t = time.perf_counter()
@@ -374,6 +397,8 @@ def fmt_shape(shape, geo):
     s = "x".join(map(str, shape))
     if geo is not None and len(geo) == 2:  # a weight's live window
         return f"{s} [{geo[0][0]}:{geo[0][1]},{geo[1][0]}:{geo[1][1]}]"
+    if geo is not None and len(geo) == 4:  # a weight unrolled over a map
+        return f"{s} k{geo[0]}s{geo[1]}p{geo[2]} on {geo[3]}x{geo[3]}"
     return s if geo is None else f"{s} k{geo[0]}s{geo[1]}p{geo[2]}"
 
 

@@ -156,6 +156,10 @@ CASES = [
     functional("conv2d_1x1_map_padded_3x3", "conv2d", t(2, 3, 1, 1), t(4, 3, 3, 3), t(4), padding=1),
     functional("conv2d_2x2_map_stride2_padded_3x3", "conv2d", t(2, 3, 2, 2), t(4, 3, 3, 3), stride=2, padding=1),
     functional("conv2d_1x5_map_padded_3x3", "conv2d", t(1, 2, 1, 5), t(3, 2, 3, 3), padding=1),
+    # maps with fewer positions than live taps: one GEMM with the unrolled (Toeplitz) weight
+    functional("conv2d_2x2_map_padded_3x3_bias", "conv2d", t(3, 4, 2, 2), t(5, 4, 3, 3), t(5), padding=1),
+    functional("conv2d_3x2_map_5x5_dilated", "conv2d", t(2, 3, 3, 2), t(4, 3, 3, 3), padding=2, dilation=(1, 2)),
+    functional("conv2d_3x3_map_5x5_stride2", "conv2d", t(2, 2, 3, 3), t(3, 2, 5, 5), t(3), stride=2, padding=2),
     Case("conv2d_noncontiguous_input", (t(3, 2, 5, 5), t(4, 3, 3, 3)),
          lambda F, x, w: F.conv2d(x.transpose(1, 0, 2, 3), w, padding=1),
          lambda F, x, w: F.conv2d(x.permute(1, 0, 2, 3), w, padding=1)),

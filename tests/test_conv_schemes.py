@@ -1,6 +1,7 @@
 """conv2d's choice of scheme per shape, as its debug log reports it: 1x1 stride-1 as a plain GEMM,
-im2col + GEMM otherwise (in chunks of images where col would be large), and kernel taps that read
-only padding dropped first (their gradient 0)."""
+im2col + GEMM otherwise (in chunks of images where col would be large), kernel taps that read only
+padding dropped first (their gradient 0), and maps smaller than the kernel as one GEMM with the
+unrolled weight."""
 import logging
 
 import numpy as np
@@ -42,6 +43,22 @@ def test_taps_in_the_padding_are_dropped_and_get_zero_gradient(conv_log):
     assert g.shape == (5, 3, 3, 3) and np.abs(g[:, :, 1, 1]).min() > 0
     g[:, :, 1, 1] = 0
     assert not g.any()
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, unrolled", [
+    ((2, 3, 2, 2), (5, 3, 3, 3), dict(padding=1), True),                # 4 positions < 9 taps
+    ((2, 3, 3, 3), (5, 3, 5, 5), dict(padding=2, stride=2), True),      # 9 < 25
+    ((2, 3, 3, 3), (5, 3, 3, 3), dict(padding=1), False),               # 9 = 9: im2col
+    ((2, 3, 2, 2), (5, 3, 3, 3), dict(padding=1, stride=2), False),     # 4 = the 2x2 live taps
+    ((2, 4, 2, 2), (4, 2, 3, 3), dict(padding=1, groups=2), False),     # groups: im2col
+], ids=str)
+def test_maps_smaller_than_the_kernel_are_one_gemm_with_the_unrolled_weight(x_shape, w_shape, kwargs, unrolled,
+                                                                             conv_log):
+    """Exactly where the map has fewer positions than the kernel has live taps (and one group). Its
+    values and gradients: the conv2d cases of op_cases (gradcheck, PyTorch) on such maps."""
+    run(x_shape, w_shape, **kwargs)
+    assert ("unrolled weight" in conv_log.text) == unrolled
+    assert ("im2col" in conv_log.text) == (not unrolled)
 
 
 CHUNK_CASES = [  # (x shape, w shape, kwargs)

@@ -469,6 +469,43 @@ def test_taps_crop_and_pad_equal_reference(shape, rows, cols, dtype, contiguous,
     np.testing.assert_allclose(np.vdot(kernels.taps_crop(w, rows, cols), g), np.vdot(w, got), rtol=RTOL[dtype])
 
 
+# ---------------------------------------------------------------- toeplitz_weight, toeplitz_weight_grad
+
+TOEPLITZ_CASES = [  # (x hw, weight shape, stride, padding, dilation)
+    ((2, 2), (6, 5, 3, 3), (1, 1), (1, 1), (1, 1)),     # ResNet's 2x2 maps
+    ((3, 2), (4, 3, 3, 3), (1, 1), (2, 2), (1, 2)),     # dilated, with blocks that read nothing
+    ((3, 3), (3, 2, 5, 5), (2, 2), (2, 2), (1, 1)),
+    ((1, 1), (2, 7, 3, 3), (1, 1), (1, 1), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("hw, shape, stride, padding, dilation", TOEPLITZ_CASES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_toeplitz_weight_equals_reference_and_convolves(hw, shape, stride, padding, dilation, dtype, contiguous, rng):
+    """Numba equal to the reference exactly, both ways (the gradient sums in one order); Wb @ X is the
+    convolution (im2col + GEMM of the reference kernels); the gradient is the adjoint:
+    <Wb(w), G> = <w, Wb^T(G)>. Sliced inputs too."""
+    w = rng.standard_normal(shape).astype(dtype) if contiguous else rng.standard_normal(shape + (2,)).astype(dtype)[..., 1]
+    taps = kernels.toeplitz_taps(hw, shape[2:], stride, padding, dilation)
+    got, want = both(kernels.toeplitz_weight, w, taps)
+    np.testing.assert_array_equal(got, want)
+    assert got.flags.c_contiguous and got.shape == (taps.shape[0] * shape[0], taps.shape[1] * shape[1])
+    n = 3
+    x = rng.standard_normal((n, shape[1]) + hw).astype(dtype)
+    cols = x.reshape(n, shape[1], -1).transpose(2, 1, 0).reshape(-1, n)
+    y = (got @ cols).reshape(taps.shape[0], shape[0], n).transpose(2, 1, 0)
+    col = kernels.im2col.impls["numpy"](x, shape[2:], stride, padding, dilation)
+    direct = (w.reshape(shape[0], -1) @ col).reshape(shape[0], n, -1).transpose(1, 0, 2)
+    np.testing.assert_allclose(y, direct, rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
+    g = rng.standard_normal(got.shape).astype(dtype)
+    g = g if contiguous else np.repeat(g, 2, axis=0)[::2]
+    gw, want = both(kernels.toeplitz_weight_grad, g, taps, shape)
+    np.testing.assert_array_equal(gw, want)
+    assert gw.shape == shape and gw.dtype == dtype
+    np.testing.assert_allclose(np.vdot(got, g), np.vdot(w, gw), rtol=RTOL[dtype] * 10)
+
+
 # ---------------------------------------------------------------- the switch
 
 @pytest.fixture
