@@ -23,6 +23,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+USER_ENV = dict(os.environ)  # before minires, imported here, sets variables for itself (see framework_env)
 # The issue's targets: torchvision's ResNet-18 at 32x32 is the 224-pixel architecture on small images
 # (its stem leaves 8x8 maps); ":small" adds the CIFAR stem (3x3, stride 1, no max-pool).
 DEFAULT_CONFIGS = ["resnet50:8:224", "resnet18:16:224", "resnet18:64:32", "resnet18:64:32:small"]
@@ -240,9 +241,17 @@ class Worker:
 
 
 def framework_env(framework):
-    """A worker's environment: PyTorch's imports minires only to make the shared weights, and must not
-    get minires's malloc setting with it."""
-    return dict(os.environ, **({"MINIRES_MALLOC": "default"} if framework == "torch" else {}))
+    """A worker's environment. PyTorch's imports minires only to make the shared weights (after
+    torch), and must not get minires's settings with it: its malloc setting, and the variables that
+    importing minires here set for OpenBLAS and OpenMP (kept where the user set them)."""
+    if framework != "torch":
+        return dict(os.environ)
+    env = dict(os.environ, MINIRES_MALLOC="default")
+    for var in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT"):
+        env.pop(var, None)
+        if var in USER_ENV:
+            env[var] = USER_ENV[var]
+    return env
 
 
 def proc_status_mb(field):

@@ -591,6 +591,20 @@ def test_environment_variable_selects_kernels():
     assert out.returncode != 0 and "MINIRES_KERNELS" in out.stderr and "fortran" in out.stderr
 
 
+def test_threading_layer_is_passive_openmp_unless_chosen():
+    """OpenMP where libgomp loads (else workqueue), its idle workers passive; NUMBA_THREADING_LAYER and
+    OMP_WAIT_POLICY given by the user are kept."""
+    code = """if True:
+        import os, numba, numpy as np, minires
+        minires.kernels.bn_stats(np.ones((2, 3, 4), np.float32))
+        print(numba.threading_layer(), os.environ["OMP_WAIT_POLICY"])
+    """
+    layer, policy = run_python(code).stdout.split()
+    assert layer in ("omp", "workqueue") and policy == "PASSIVE"
+    assert run_python(code, NUMBA_THREADING_LAYER="workqueue", OMP_WAIT_POLICY="ACTIVE").stdout.split() == [
+        "workqueue", "ACTIVE"]
+
+
 def test_kernels_from_several_threads():
     """Numba's workqueue threading layer aborts on concurrent entry; the dispatch lock prevents it."""
     code = """if True:
