@@ -171,7 +171,7 @@ def test_a_training_step_reuses_the_kept_col_of_the_previous_one():
 # ---------------------------------------------------------------- pooling
 
 # (x shape, kernel, stride, padding, dilation, ceil_mode)
-POOL_CASES = [
+POOL_CASES = [  # numba: narrower 3x3 windows without NaN by the written-out 3x3 path, the others a window at a time
     ((2, 3, 8, 8), (3, 3), (2, 2), (1, 1), (1, 1), False),   # ResNet's max pool
     ((2, 3, 9, 8), (2, 2), (3, 3), (0, 0), (1, 1), False),   # stride > kernel
     ((1, 2, 7, 6), (3, 2), (1, 2), (1, 1), (1, 1), True),    # padding = half the kernel, batch 1
