@@ -119,9 +119,9 @@ def _update_row(taps, best, arg, n, stride, k):
 @njit(inline="always")
 def _maxpool_3x3(src, out, idx, sh, sw, ph, pw, dh, dw):
     """One NaN-free plane under a 3x3 window, a window at a time with its nine taps written out: each
-    a compare and select, skipped where the tap falls outside the plane (out-of-range rows and columns
-    are read at index 0, never used). _maxpool_windows's loops of a variable 2 or 3 taps are mostly
-    overhead and mispredicted branches: 1.75x slower on 16x16 planes, 1.8x on 56x56."""
+    a compare and select, skipped where the tap falls outside the plane (an out-of-range row or column
+    stands at index 0 and is never read). _maxpool_windows's loops of a variable 2 or 3 taps are
+    mostly overhead and mispredicted branches: 1.75x slower on 16x16 planes, 1.8x on 56x56."""
     h, w = src.shape
     neg_inf = src.dtype.type(-np.inf)
     for oy in range(out.shape[0]):
