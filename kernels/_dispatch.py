@@ -13,9 +13,8 @@ cores that the next GEMM's BLAS threads need (spinning, a loop of bn_forward + a
 2.6x slower on 2 cores). Measured on 2 cores, a parallel loop on a tiny array costs 16 us to start
 on passive OpenMP and 37 us on workqueue, whose workers also join a loop late; A/B, training steps
 ran 1.10-1.23x faster (ResNet-18 at 32x32 makes about 145 kernel calls a step), ResNet-50 inference
-1.10x. The
-variable is read when Numba loads libgomp, at the first parallel kernel; a libgomp already loaded
-(PyTorch's, say) keeps its own setting. GNU OpenMP is not fork-safe: a process that forks after
+1.10x. The variable is read when Numba loads libgomp, at the first parallel kernel; a libgomp
+already loaded (PyTorch's, say) keeps its own setting. GNU OpenMP is not fork-safe: a process that forks after
 running kernels must not run them in the child (Numba stops it with a message); such programs can
 set NUMBA_THREADING_LAYER=workqueue. workqueue aborts the process if two threads enter it at once,
 so numba kernels run under a lock.

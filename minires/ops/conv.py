@@ -265,19 +265,11 @@ class ToeplitzConv2d(Function):
         return gx, gw, gb, None, None
 
 
-def _toeplitz(x_hw, ksize, stride, padding, dilation, ohw, groups):
-    """Whether a convolution runs as ToeplitzConv2d: one group, and a map of fewer positions than the
-    kernel has taps that read it (so that the dense GEMM does fewer multiply-adds than im2col's)."""
-    (t0, t1), (u0, u1) = (_live_taps(n, k, s, p, d, o) for n, k, s, p, d, o in
-                          zip(x_hw, ksize, stride, padding, dilation, ohw))
-    return groups == 1 and x_hw[0] * x_hw[1] < (t1 - t0) * (u1 - u0)
-
-
-def _drop_dead_taps(w, x_hw, stride, padding, dilation, ohw):
-    """(weight, padding) without the kernel rows/columns that read only padding (LiveTaps), where
-    dropping them keeps a symmetric padding and the output size; else the arguments unchanged."""
-    (t0, t1), (u0, u1) = (_live_taps(n, k, s, p, d, o) for n, k, s, p, d, o in
-                          zip(x_hw, w.shape[2:], stride, padding, dilation, ohw))
+def _drop_dead_taps(w, window, x_hw, stride, padding, dilation, ohw):
+    """(weight, padding) without the kernel rows/columns outside the live ``window`` ((t0, t1), (u0, u1),
+    from _live_taps), which read only padding (LiveTaps), where dropping them keeps a symmetric
+    padding and the output size; else the arguments unchanged."""
+    (t0, t1), (u0, u1) = window
     pad = (padding[0] - t0 * dilation[0], padding[1] - u0 * dilation[1])
     if (t1 - t0, u1 - u0) == w.shape[2:] or min(pad) < 0 or tuple(
             kernels.conv_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x_hw, (t1 - t0, u1 - u0), stride, pad, dilation)) != ohw:
@@ -308,9 +300,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: bias must have shape ({cout},) for weight of shape {w.shape}, got {b.shape}")
     ohw = tuple(kernels.conv_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], (kh, kw), stride, padding, dilation))
     positive_output(op, x.shape[2:], ohw, kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
-    if _toeplitz(x.shape[2:], (kh, kw), stride, padding, dilation, ohw, groups):
+    (t0, t1), (u0, u1) = window = tuple(_live_taps(n, k, s, p, d, o) for n, k, s, p, d, o in
+                                        zip(x.shape[2:], (kh, kw), stride, padding, dilation, ohw))
+    # a map of fewer positions than the kernel has live taps: the dense GEMM does fewer multiply-adds
+    if groups == 1 and x.shape[2] * x.shape[3] < (t1 - t0) * (u1 - u0):
         log.debug("conv2d x%s w%s stride %s padding %s dilation %s: one GEMM with the unrolled weight (%d positions)",
                   x.shape, w.shape, stride, padding, dilation, x.shape[2] * x.shape[3])
         return ToeplitzConv2d.apply(x, w, b, kernels.toeplitz_taps(x.shape[2:], (kh, kw), stride, padding, dilation), ohw)
-    w, padding = _drop_dead_taps(w, x.shape[2:], stride, padding, dilation, ohw)
+    w, padding = _drop_dead_taps(w, window, x.shape[2:], stride, padding, dilation, ohw)
     return Conv2d.apply(x, w, b, stride, padding, dilation, groups, ohw)
