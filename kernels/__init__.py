@@ -3,8 +3,7 @@
 Installed as ``minires.kernels``. Every kernel has a NumPy reference (array-module generic) and may
 have faster versions registered beside it; see ``_dispatch`` for how one is picked.
 """
-from ._dispatch import CPU_BACKENDS, Kernel, get_kernels, set_kernels
-from ._malloc import MALLOC_TUNED
+from ._dispatch import Kernel
 from .batchnorm import bn_backward, bn_forward, bn_stats, bn_train_forward
 from .elementwise import add_relu, relu_backward
 from .optim import sgd_update
@@ -17,7 +16,7 @@ from .winograd import (winograd_conv3x3, winograd_grad_output, winograd_grad_wei
                        winograd_slots, winograd_tiles, winograd_weight_grad, winograd_weights)
 
 __all__ = [
-    "CPU_BACKENDS", "Kernel", "get_kernels", "set_kernels", "MALLOC_TUNED",
+    "Kernel",
     "im2col", "col2im", "conv_out_size",
     "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
     "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "add_relu", "relu_backward", "sgd_update",

@@ -1,53 +1,21 @@
 """The one dispatch point between the autograd ops and the compute kernels.
 
-Each kernel is written first as a NumPy reference function, array-module generic (it also runs on
-CuPy arrays). Faster versions register beside it under a backend name; a call picks the version by
-the array type (CuPy arrays -> "cuda") and, on the CPU, by the switch ``set_kernels`` or the
-environment variable ``MINIRES_KERNELS``. A backend without a version of some kernel falls back to
-the reference, so a new backend can be added one kernel at a time.
-
-Numba's parallel loops run on its OpenMP threading layer ("omp", GNU libgomp) where the system has
-it, else on "workqueue" (unless NUMBA_THREADING_LAYER names one), with OMP_WAIT_POLICY=PASSIVE set
-at import unless already set: idle OpenMP workers then sleep at once instead of spinning on the
-cores that the next GEMM's BLAS threads need (spinning, a loop of bn_forward + a conv-sized GEMM ran
-2.6x slower on 2 cores). Measured on 2 cores, a parallel loop on a tiny array costs 16 us to start
-on passive OpenMP and 37 us on workqueue, whose workers also join a loop late; A/B, training steps
-ran 1.10-1.23x faster (ResNet-18 at 32x32 makes about 145 kernel calls a step), ResNet-50 inference
-1.10x. The variable is read when Numba loads libgomp, at the first parallel kernel; a libgomp
-already loaded (PyTorch's, say) keeps its own setting. GNU OpenMP is not fork-safe: a process that forks after
-running kernels must not run them in the child (Numba stops it with a message); such programs can
-set NUMBA_THREADING_LAYER=workqueue. workqueue aborts the process if two threads enter it at once,
-so numba kernels run under a lock.
+Each kernel is written first as a NumPy reference function, array-module generic (it runs on any
+device's arrays). Faster versions register beside it under a name: a CPU kernel backend ("numba")
+or a device ("cuda", or a test-only device). A call picks the version by the device of its first
+array argument: on the CPU, the backend that minires.runtime.set_kernels selects; on another
+device, that device's version. A name without a version of some kernel falls back to the
+reference, so a backend or a device can be added one kernel at a time, and no op changes.
+Numba's workqueue threading layer aborts the process if two threads enter it at once, so numba
+kernels run under a lock.
 """
 import functools
-import os
 import threading
 
-import numba
-import numpy as np
+from .. import runtime
+from ..device import device_of
 
-CPU_BACKENDS = ("numpy", "numba")
-_cpu_backend = os.environ.get("MINIRES_KERNELS", "numba").strip().lower()
-if _cpu_backend not in CPU_BACKENDS:
-    raise ValueError(f"MINIRES_KERNELS must be one of {CPU_BACKENDS}, got {_cpu_backend!r}")
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]  # a permutation of all three
-    numba.config.THREADING_LAYER = "default"  # the first of those that loads
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _numba_lock = threading.Lock()
-
-
-def set_kernels(name):
-    """Select the CPU kernel implementation: "numba" (the default) or "numpy" (the reference)."""
-    global _cpu_backend
-    if name not in CPU_BACKENDS:
-        raise ValueError(f"set_kernels: expected one of {CPU_BACKENDS}, got {name!r}")
-    _cpu_backend = name
-
-
-def get_kernels():
-    """The name of the CPU kernel implementation in use."""
-    return _cpu_backend
 
 
 class Kernel:
@@ -65,7 +33,8 @@ class Kernel:
         return deco
 
     def __call__(self, x, *args, **kwargs):
-        backend = _cpu_backend if isinstance(x, np.ndarray) else "cuda"
+        device = device_of(x).name
+        backend = runtime.get_kernels() if device == "cpu" else device
         f = self.impls.get(backend, self.impls["numpy"])
         if backend != "numba":
             return f(x, *args, **kwargs)

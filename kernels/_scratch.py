@@ -17,7 +17,7 @@ so there they only save pool lookups.
 import math
 import threading
 
-from ._xp import array_module
+from ..device import array_module
 
 __all__ = ["scratch", "pooled", "recycle", "release_scratch"]
 

@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from ._dispatch import kernel
 from ._layout import canonical, is_channel_major, restore
-from ._xp import array_module
+from ..device import array_module
 
 __all__ = ["add_relu", "relu_backward"]
 

@@ -21,7 +21,7 @@ from numba import njit, prange, uint64
 from ._dispatch import kernel
 from ._geometry import conv_out_size, crop, out_hw, pad, tap_slices, valid_range
 from ._layout import canonical, is_channel_major
-from ._xp import array_module
+from ..device import array_module
 
 __all__ = ["im2col", "col2im", "conv_out_size"]
 

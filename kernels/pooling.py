@@ -15,7 +15,7 @@ from numba import njit, prange, uint64
 from ._dispatch import kernel
 from ._geometry import crop, pad2, pool_padding, tap_ranges, tap_slices, valid_range
 from ._layout import from_planes, is_channel_major, to_planes
-from ._xp import array_module
+from ..device import array_module
 
 __all__ = ["maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward", "avgpool_divisor"]
 

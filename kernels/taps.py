@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ._dispatch import kernel
-from ._xp import array_module
+from ..device import array_module
 
 __all__ = ["taps_crop", "taps_pad"]
 

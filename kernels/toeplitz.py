@@ -22,7 +22,7 @@ from numba import njit, prange, uint64
 
 from ._dispatch import kernel
 from ._geometry import out_hw
-from ._xp import array_module
+from ..device import array_module
 
 __all__ = ["toeplitz_taps", "toeplitz_weight", "toeplitz_weight_grad"]
 

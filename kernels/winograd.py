@@ -26,7 +26,7 @@ from ._dispatch import kernel
 from ._geometry import pad, valid_range
 from ._layout import canonical, is_channel_major
 from ._scratch import scratch
-from ._xp import array_module
+from ..device import array_module
 
 __all__ = ["winograd_conv3x3", "winograd_weight_grad", "winograd_weights", "winograd_input", "winograd_output",
            "winograd_grad_output", "winograd_grad_weights", "winograd_tiles", "winograd_slots"]

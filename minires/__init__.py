@@ -1,23 +1,46 @@
 """minires: a minimal define-by-run autograd engine that trains ResNets on NumPy (CPU) and CuPy (GPU).
 
-    tensor.py    Tensor, the graph and backward()      function.py  Function, the base of every op
+    runtime.py   every process-wide setting            device.py    devices and their array modules
+    autograd/    Tensor, the graph, Function, gradcheck
     ops/         the ops, forward beside backward      functional   F: the ops with PyTorch's API
-    kernels/     array-in/array-out compute kernels    nn/          Module and layers
-    optim/       optimizers                            gradcheck    numerical gradient checks
+    plans/       convolution algorithms, and choose()  kernels/     array-in/array-out compute kernels
+    nn/          Module and layers                     optim/       optimizers
     models/      ResNets in torchvision's layout       serialization  save/load (.npz files)
-    summary      layers, parameters and MACs
+    summary, explain, check, train, cli                tools and the ``minires`` command
 """
-from . import _openblas  # noqa: F401  first of all: before NumPy loads OpenBLAS
-from .tensor import Tensor, is_grad_enabled, no_grad  # first: the ops import Tensor
+from . import runtime  # first of all: its settings must be made before NumPy loads OpenBLAS
+
+
+def _kernels_from_a_checkout():
+    """Installed, the top-level folder kernels/ is this package's sub-package minires.kernels
+    (setup.py's package_dir). In a checkout (this package beside setup.py and kernels/: an editable
+    install, or PYTHONPATH=. without installing) that folder is loaded under that name here."""
+    import importlib.util
+    import os
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    folder = os.path.join(root, "kernels")
+    if os.path.isdir(os.path.join(here, "kernels")) or not os.path.isfile(os.path.join(root, "setup.py")):
+        return  # an installed copy: minires/kernels is in the package
+    if not os.path.isfile(os.path.join(folder, "__init__.py")):
+        raise ImportError("minires.kernels is missing: install minires with `pip install -e .` from its checkout")
+    spec = importlib.util.spec_from_file_location(__name__ + ".kernels", os.path.join(folder, "__init__.py"),
+                                                  submodule_search_locations=[folder])
+    sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+
+_kernels_from_a_checkout()
+from .autograd.tensor import Tensor, is_grad_enabled, no_grad  # noqa: E402  first: the ops import Tensor
 from . import functional, kernels, models, nn, optim  # noqa: E402
-from .function import Function  # noqa: E402
-from .gradcheck import GradcheckError, gradcheck  # noqa: E402
-from .kernels import get_kernels, set_kernels  # noqa: E402
-from .ops.conv import get_winograd, set_winograd  # noqa: E402
+from .autograd.function import Function  # noqa: E402
+from .autograd.gradcheck import GradcheckError, gradcheck  # noqa: E402
 from .random import manual_seed  # noqa: E402
+from .runtime import get_kernels, get_plans, get_winograd, set_kernels, set_plans, set_winograd  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from .summary import summary  # noqa: E402
-from .tensor import as_array as _as_array  # noqa: E402
+from .autograd.tensor import as_array as _as_array  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -29,5 +52,6 @@ def tensor(data, dtype=None, requires_grad=False):
 
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
-           "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd", "manual_seed",
+           "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
+           "set_plans", "get_plans", "manual_seed",
            "models", "save", "load", "summary"]

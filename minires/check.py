@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from . import functional as F
-from .gradcheck import compare, mismatch
-from .tensor import Tensor
+from .autograd.gradcheck import compare, mismatch
+from .autograd.tensor import Tensor
 
 ATOL, RTOL = 1e-5, 1e-3
 

@@ -22,9 +22,9 @@ import zipfile
 
 import numpy as np
 
-from .backend import is_array, to_device
+from .device import is_array, to_device
 from .nn import Module
-from .tensor import Tensor
+from .autograd.tensor import Tensor
 
 STRUCTURE_KEY = "__structure__"
 _SCALARS = {"bool": bool, "int": int, "float": float, "str": str}

@@ -12,10 +12,10 @@ import argparse
 
 import numpy as np
 
-from .backend import array_module
+from .device import array_module
 from .models import resnet
 from .nn import Conv2d, Linear
-from .tensor import Tensor, no_grad
+from .autograd.tensor import Tensor, no_grad
 
 
 class ModelSummary:

@@ -23,11 +23,11 @@ import numpy as np
 
 from . import functional as F
 from . import models
-from .backend import cupy_or_error, to_device
+from .device import get_device, to_device
 from .optim import SGD, AdamW, lr_scheduler
 from .random import manual_seed
 from .serialization import load, save
-from .tensor import Tensor, no_grad
+from .autograd.tensor import Tensor, no_grad
 
 METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds"]
 OPTIMIZER_DEFAULTS = {"sgd": dict(lr=0.02, weight_decay=5e-4), "adamw": dict(lr=1e-3, weight_decay=0.05)}
@@ -94,7 +94,7 @@ def prepare(args):
         raise UsageError(f"unknown model {args.model!r}: expected one of {', '.join(zoo())}")
     if args.device == "cuda":
         try:
-            cupy_or_error("--device cuda")
+            get_device("cuda")
         except RuntimeError as e:
             raise UsageError(e) from None
     out, checkpoint = _output_folder(args)

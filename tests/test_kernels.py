@@ -552,7 +552,7 @@ fresh()
 fresh()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 fresh()
-print(minires.kernels.MALLOC_TUNED, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(minires.runtime.MALLOC_TUNED, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 

@@ -23,7 +23,7 @@ case_params = pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 dtype_params = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 
 
-@pytest.fixture(params=minires.kernels.CPU_BACKENDS)
+@pytest.fixture(params=minires.runtime.CPU_BACKENDS)
 def kernel_backend(request):
     """Runs the test once per CPU kernel implementation."""
     previous = minires.get_kernels()

@@ -222,7 +222,7 @@ def test_cuda_without_a_gpu(data, tmp_path, capsys):
         pass
     status, _, err = _train(capsys, *TINY, "--data", data, "--out", tmp_path / "gpu", "--device", "cuda")
     assert status == 2
-    assert re.match(r"minires train: error: --device cuda: CuPy (is not installed|found no CUDA GPU)", err)
+    assert re.match(r"minires train: error: device 'cuda': CuPy (is not installed|found no CUDA GPU)", err)
     assert not (tmp_path / "gpu").exists()
 
 

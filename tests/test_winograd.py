@@ -66,7 +66,7 @@ def test_kernels_equal_reference(case, layout, dtype):
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_winograd_conv3x3_equals_im2col_gemm(backend, monkeypatch):
-    monkeypatch.setattr(kernels._dispatch, "_cpu_backend", backend)
+    monkeypatch.setitem(minires.runtime._settings, "kernels", backend)
     rng = np.random.default_rng(6)
     for dtype in (np.float32, np.float64):
         x, w = rng.standard_normal((3, 8, 26, 29)).astype(dtype), rng.standard_normal((5, 8, 3, 3)).astype(dtype)
@@ -82,7 +82,7 @@ def test_a_wrong_transform_is_caught():
     wrong[3, 3] = 9
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(wg, "AT", wrong)
-        mp.setattr(kernels._dispatch, "_cpu_backend", "numpy")
+        mp.setitem(minires.runtime._settings, "kernels", "numpy")
         y = kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((3, 1, 8, 8)))
     assert np.abs(y - direct(x, w, (1, 1))).max() > 1e-3
 
@@ -205,7 +205,7 @@ def test_switch_checks_its_argument():
         minires.set_winograd("off")
     env = dict(os.environ, MINIRES_WINOGRAD="yes")
     r = subprocess.run([sys.executable, "-c", "import minires"], env=env, capture_output=True, text=True)
-    assert r.returncode != 0 and "MINIRES_WINOGRAD must be 0 or 1, got 'yes'" in r.stderr
+    assert r.returncode != 0 and "MINIRES_WINOGRAD must be one of ('0', '1'), got 'yes'" in r.stderr
     env["MINIRES_WINOGRAD"] = "0"
     r = subprocess.run([sys.executable, "-c", "import minires; print(minires.get_winograd())"], env=env,
                        capture_output=True, text=True, check=True)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..autograd.tensor import Tensor
 
 
 class DataLoader:

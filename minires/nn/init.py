@@ -2,7 +2,7 @@
 fan_in = in_channels/groups * kh * kw for a conv weight (out, in/groups, kh, kw), in for a linear one."""
 import math
 
-from ..backend import array_module
+from ..device import array_module
 from ..random import generator
 
 

@@ -5,7 +5,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import functional as F
-from ..tensor import Tensor
+from ..autograd.tensor import Tensor
 from . import init
 from .module import Module, Parameter
 

@@ -5,8 +5,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..backend import array_module, to_device
-from ..tensor import Tensor
+from ..device import array_module, is_device_name, to_device
+from ..autograd.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -178,9 +178,10 @@ class Module:
                 p.grad.data[...] = 0
 
     def to(self, target):
-        """Move to a device ("cpu", "cuda") or cast floating-point parameters and buffers to a dtype,
-        in place (the Parameter objects stay the same, so an optimizer made before still holds them)."""
-        device = target if isinstance(target, str) and target in ("cpu", "cuda") else None
+        """Move to a device ("cpu", "cuda", or one registered) or cast floating-point parameters and
+        buffers to a dtype, in place (the Parameter objects stay the same, so an optimizer made before
+        still holds them)."""
+        device = target if isinstance(target, str) and is_device_name(target) else None
         dtype = None if device else np.dtype(target)
         for t in list(self.parameters()) + list(self.buffers()):
             if device:
@@ -211,4 +212,5 @@ class Module:
         lines = [f"({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
         head = f"{type(self).__name__}({self.extra_repr()}"
         return head + ("\n  " + "\n  ".join(lines) + "\n" if lines else "") + ")"
+
 

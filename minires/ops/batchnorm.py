@@ -14,9 +14,9 @@ pass; its backward masks g by the saved output once, for the residual and the ba
 import math
 
 from .. import kernels
-from ..backend import array_module
-from ..function import Function
-from ..tensor import Tensor
+from ..device import array_module
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
 from .checks import same_dtype, tensor_arg
 
 

@@ -1,5 +1,5 @@
 """Argument checks shared by the ops: each raises ValueError/TypeError naming the op and the values."""
-from ..tensor import Tensor
+from ..autograd.tensor import Tensor
 
 
 def pair(op, name, value, minimum):

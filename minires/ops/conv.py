@@ -27,38 +27,17 @@ forward works through the batch in chunks of images small enough for their col t
 (see _chunks): one GEMM per group and chunk, each writing its block of y.
 """
 import logging
-import os
 
 import numpy as np
 
-from .. import kernels
+from .. import kernels, runtime
 from ..kernels._geometry import valid_range
-from ..backend import array_module
-from ..function import Function
+from ..device import array_module
+from ..autograd.function import Function
 from .checks import pair, positive_output, same_dtype, tensor_arg
 
 
 log = logging.getLogger(__name__)  # debug: which scheme each convolution shape runs
-_WINOGRAD_ENV = os.environ.get("MINIRES_WINOGRAD", "1").strip()
-if _WINOGRAD_ENV not in ("0", "1"):
-    raise ValueError(f"MINIRES_WINOGRAD must be 0 or 1, got {_WINOGRAD_ENV!r}")
-_use_winograd = _WINOGRAD_ENV == "1"
-
-
-def set_winograd(enabled):
-    """Let stride-1 3x3 convolutions run Winograd F(4x4, 3x3) where it pays (True, the default, or
-    MINIRES_WINOGRAD=1), or always im2col + GEMM (False): slower, closer to exact in float32."""
-    global _use_winograd
-    if not isinstance(enabled, bool):
-        raise TypeError(f"set_winograd: expected True or False, got {enabled!r}")
-    _use_winograd = enabled
-
-
-def get_winograd():
-    """Whether stride-1 3x3 convolutions may run Winograd F(4x4, 3x3)."""
-    return _use_winograd
-
-
 def _is_pointwise(ksize, stride, padding, dilation):
     return ksize == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
@@ -88,7 +67,7 @@ def _winograd(x, geometry, groups, ohw, grad):
     ksize, stride, padding, dilation = geometry
     min_hw, min_slots, min_work = WINOGRAD_MIN[grad]
     slots = x.shape[0] * kernels.winograd_slots(ohw)
-    return (_use_winograd and kernels.get_kernels() == "numba" and ksize == (3, 3) and stride == (1, 1)
+    return (runtime.get_winograd() and runtime.get_kernels() == "numba" and ksize == (3, 3) and stride == (1, 1)
             and dilation == (1, 1) and groups == 1 and max(padding) <= 2 and min(ohw) >= min_hw
             and slots >= min_slots and slots * x.shape[1] >= min_work and isinstance(x, np.ndarray)
             and x.dtype in (np.float32, np.float64))
@@ -121,7 +100,7 @@ class Conv2d(Function):
         if log.isEnabledFor(logging.DEBUG):
             scheme = "1x1: plain GEMM on x" if _is_pointwise(*geometry) else (
                 "Winograd F(4x4, 3x3)" + (", V kept for the weight's gradient" if keep_col else "") if ctx.winograd
-                else f"im2col ({kernels.get_kernels()}) + GEMM, {len(chunks)} chunk(s) of images")
+                else f"im2col ({runtime.get_kernels()}) + GEMM, {len(chunks)} chunk(s) of images")
             log.debug("conv2d x%s w%s stride %s padding %s dilation %s groups %d: %s",
                       x.shape, weight.shape, stride, padding, dilation, groups, scheme)
         w = weight.reshape(groups, weight.shape[0] // groups, -1)

@@ -2,8 +2,8 @@
 import numpy as np
 
 from .. import kernels
-from ..backend import array_module
-from ..function import Function
+from ..device import array_module, device_of, to_device
+from ..autograd.function import Function
 from .utils import shape_of, unbroadcast
 
 
@@ -151,6 +151,19 @@ class Cast(Function):
     @staticmethod
     def backward(ctx, g):
         return g.astype(ctx.dtype, copy=False), None
+
+
+class ToDevice(Function):
+    """The same values on another device (minires.device); the gradient goes back to the input's."""
+
+    @staticmethod
+    def forward(ctx, a, name):
+        ctx.source = device_of(a).name
+        return to_device(a, name)
+
+    @staticmethod
+    def backward(ctx, g):
+        return to_device(g, ctx.source), None
 
 
 def _weak(x):

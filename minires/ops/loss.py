@@ -7,9 +7,9 @@ cross_entropy, per sample i with target t:  l_i = -(1 - s) w_t logp_t - (s / C) 
 """
 import numpy as np
 
-from ..backend import array_module
-from ..function import Function
-from ..tensor import Tensor
+from ..device import array_module
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
 from .checks import same_dtype, tensor_arg
 
 

@@ -2,7 +2,7 @@
 linear(x, W, b) = x W^T + b as one node."""
 import numpy as np
 
-from ..function import Function
+from ..autograd.function import Function
 from .checks import same_dtype, tensor_arg
 from .utils import unbroadcast
 

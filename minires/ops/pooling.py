@@ -6,8 +6,8 @@ average pooling averages bins [floor(i*H/Ho), ceil((i+1)*H/Ho)), which is separa
 y = Ph @ x @ Pw^T with averaging matrices Ph (Ho, H) and Pw (Wo, W), and gx = Ph^T @ gy @ Pw.
 """
 from .. import kernels
-from ..backend import array_module
-from ..function import Function
+from ..device import array_module
+from ..autograd.function import Function
 from ..kernels._geometry import pool_out_size
 from ..kernels.pooling import avgpool_divisor
 from .checks import pair, positive_output, tensor_arg

@@ -1,6 +1,6 @@
 """Reductions: sum and mean over some axes (all by default)."""
-from ..backend import array_module
-from ..function import Function
+from ..device import array_module
+from ..autograd.function import Function
 
 
 def normalize_axes(op, axis, ndim):

@@ -2,9 +2,9 @@
 NumPy can avoid it."""
 import numpy as np
 
-from ..backend import array_module
-from ..function import Function
-from ..tensor import Tensor
+from ..device import array_module
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
 from .reduce import normalize_axes
 
 
@@ -44,9 +44,9 @@ class GetItem(Function):
         ga = xp.zeros(ctx.shape, dtype=g.dtype)
         if _is_basic(ctx.index):
             ga[ctx.index] = g
-        elif xp is np:
-            np.add.at(ga, ctx.index, g)
-        else:
+        elif hasattr(xp.add, "at"):
+            xp.add.at(ga, ctx.index, g)
+        else:  # CuPy
             import cupyx
             cupyx.scatter_add(ga, ctx.index, g)
         return ga, None

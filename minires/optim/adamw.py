@@ -6,7 +6,7 @@
 """
 import math
 
-from ..backend import array_module
+from ..device import array_module
 from .optimizer import Optimizer
 
 

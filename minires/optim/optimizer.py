@@ -5,7 +5,7 @@ group's hyperparameters default to the optimizer's. Updates work on the arrays d
 """
 import numpy as np
 
-from ..backend import array_module
+from ..device import array_module
 
 
 class Optimizer:

@@ -6,7 +6,7 @@
 Each step is one pass over each parameter (kernels.sgd_update).
 """
 from .. import kernels
-from ..backend import array_module
+from ..device import array_module
 from .optimizer import Optimizer
 
 

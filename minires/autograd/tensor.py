@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from .backend import array_module, is_array
+from ..device import array_module, device_of, is_array, is_device_name
 
 _grad_enabled = True
 
@@ -61,7 +61,7 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
-    device = property(lambda self: "cpu" if isinstance(self.data, np.ndarray) else "cuda")
+    device = property(lambda self: device_of(self.data).name)
     is_leaf = property(lambda self: self._node is None)
 
     def numel(self):
@@ -79,7 +79,7 @@ class Tensor:
 
     def numpy(self):
         """A NumPy copy of the data, on the host."""
-        return np.array(self.data) if isinstance(self.data, np.ndarray) else self.data.get()
+        return np.array(device_of(self.data).to_host(self.data))
 
     def item(self):
         if self.data.size != 1:
@@ -137,7 +137,15 @@ class Tensor:
     def reshape(self, *shape): return _shape.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
     def transpose(self, *axes): return _shape.transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
     def flatten(self, start_dim=0, end_dim=-1): return _shape.flatten(self, start_dim, end_dim)
-    def to(self, dtype): return _ew.cast(self, np.dtype(dtype))
+    def to(self, target):
+        """A copy on device ``target`` ("cpu", "cuda", ...), or cast to dtype ``target``; self when
+        it is already there (as PyTorch). Gradients flow back through either."""
+        if isinstance(target, str) and is_device_name(target):
+            return self if self.device == target else _ew.ToDevice.apply(self, target)
+        return _ew.cast(self, np.dtype(target))
+
+    def cuda(self): return self.to("cuda")
+    def cpu(self): return self.to("cpu")
     def float(self): return self.to(np.float32)
     def double(self): return self.to(np.float64)
     T = property(lambda self: self.transpose())
@@ -224,4 +232,4 @@ def _topological_order(roots):
 
 
 # The ops build Tensors, so they are imported once Tensor exists.
-from .ops import elementwise as _ew, matmul as _mm, reduce as _reduce, shape as _shape  # noqa: E402
+from ..ops import elementwise as _ew, matmul as _mm, reduce as _reduce, shape as _shape  # noqa: E402

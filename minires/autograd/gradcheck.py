@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .backend import array_module
+from ..device import array_module
 from .tensor import Tensor, no_grad, run_backward
 
 

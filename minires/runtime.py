@@ -1,0 +1,115 @@
+"""Every process-wide setting minires makes or reads, in one place.
+
+Applied once, when ``import minires`` runs this module (its first import, before minires loads NumPy).
+Nothing else in the package reads environment variables, tunes malloc or configures thread pools.
+Measurements behind each choice: benchmarks/RESULTS.md.
+
+Made at import (each kept as the user set it, or turned off, by an environment variable set before):
+- OPENBLAS_THREAD_TIMEOUT=4: OpenBLAS's idle threads sleep at once after a GEMM instead of spinning,
+  so the kernel that follows has the cores. Read by OpenBLAS when NumPy loads it: set only if NumPy is
+  not loaded yet. Off: set the variable yourself (any value is kept).
+- glibc malloc keeps freed large blocks (mmap threshold 32 MB, trim threshold 2 GB): a training
+  step's arrays reuse the memory the previous step freed instead of page-faulting fresh pages. The
+  price: up to 2 GB of freed memory stay with the process. Off: MINIRES_MALLOC=default.
+- OMP_WAIT_POLICY=PASSIVE: Numba's idle OpenMP workers sleep instead of spinning on the cores the
+  next GEMM's threads need. Read when Numba loads libgomp (a libgomp already loaded, PyTorch's say,
+  keeps its own). Off: set OMP_WAIT_POLICY yourself.
+- Numba's threading layer: OpenMP where libgomp loads (its parallel loops start faster than
+  workqueue's), else workqueue. GNU OpenMP is not fork-safe: programs that fork and run kernels in
+  the child should set NUMBA_THREADING_LAYER=workqueue. Off: set NUMBA_THREADING_LAYER yourself.
+
+Switches (an environment variable for the start value, a function to change it at run time):
+- kernels: MINIRES_KERNELS / set_kernels("numba" | "numpy"), the CPU kernels' implementation.
+- winograd: MINIRES_WINOGRAD / set_winograd(True | False), whether convolutions may run Winograd.
+- plans: MINIRES_PLANS / set_plans("fast" | "reference"): "reference" runs every convolution with
+  the reference plan (im2col + GEMM), the plain version a student reads.
+"""
+import ctypes
+import os
+import sys
+
+__all__ = ["set_kernels", "get_kernels", "set_winograd", "get_winograd", "set_plans", "get_plans",
+           "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED"]
+
+CPU_BACKENDS = ("numpy", "numba")
+PLAN_MODES = ("fast", "reference")
+
+
+def _env_choice(name, default, choices):
+    value = os.environ.get(name, default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+# --- made at import --------------------------------------------------------------------------
+if "numpy" not in sys.modules:  # OpenBLAS reads it when NumPy loads it
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+def _tune_malloc():
+    """Raise glibc's mmap and trim thresholds; True when glibc took them (Linux with glibc only)."""
+    if _env_choice("MINIRES_MALLOC", "tuned", ("tuned", "default")) == "default" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only: other C libraries' mallopt differs or does nothing
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt's parameter numbers (malloc.h)
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
+
+
+MALLOC_TUNED = _tune_malloc()
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402  (after the variables above: it loads NumPy)
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]  # a permutation of all three
+    numba.config.THREADING_LAYER = "default"  # the first of those that loads
+
+# --- switches --------------------------------------------------------------------------------
+_settings = {
+    "kernels": _env_choice("MINIRES_KERNELS", "numba", CPU_BACKENDS),
+    "winograd": _env_choice("MINIRES_WINOGRAD", "1", ("0", "1")) == "1",
+    "plans": _env_choice("MINIRES_PLANS", "fast", PLAN_MODES),
+}
+
+
+def set_kernels(name):
+    """Select the CPU kernels' implementation: "numba" (the default) or "numpy" (the reference)."""
+    if name not in CPU_BACKENDS:
+        raise ValueError(f"set_kernels: expected one of {CPU_BACKENDS}, got {name!r}")
+    _settings["kernels"] = name
+
+
+def get_kernels():
+    """The name of the CPU kernels' implementation in use."""
+    return _settings["kernels"]
+
+
+def set_winograd(enabled):
+    """Let stride-1 3x3 convolutions run Winograd F(4x4, 3x3) where it pays (True, the default), or
+    never (False): slower, closer to exact in float32."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_winograd: expected True or False, got {enabled!r}")
+    _settings["winograd"] = enabled
+
+
+def get_winograd():
+    """Whether stride-1 3x3 convolutions may run Winograd F(4x4, 3x3)."""
+    return _settings["winograd"]
+
+
+def set_plans(mode):
+    """"fast" (the default): each convolution runs the plan its shape favours; "reference": every
+    convolution runs the reference plan, im2col + GEMM (minires/plans/im2col_gemm.py)."""
+    if mode not in PLAN_MODES:
+        raise ValueError(f"set_plans: expected one of {PLAN_MODES}, got {mode!r}")
+    _settings["plans"] = mode
+
+
+def get_plans():
+    """"fast" or "reference": see set_plans."""
+    return _settings["plans"]
