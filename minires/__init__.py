@@ -36,6 +36,7 @@ from .autograd.tensor import Tensor, is_grad_enabled, no_grad  # noqa: E402  fir
 from . import functional, kernels, models, nn, optim  # noqa: E402
 from .autograd.function import Function  # noqa: E402
 from .autograd.gradcheck import GradcheckError, gradcheck  # noqa: E402
+from .fusion import fuse  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import get_kernels, get_plans, get_winograd, set_kernels, set_plans, set_winograd  # noqa: E402
 from .serialization import load, save  # noqa: E402
@@ -53,5 +54,5 @@ def tensor(data, dtype=None, requires_grad=False):
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
            "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
-           "set_plans", "get_plans", "manual_seed",
+           "set_plans", "get_plans", "manual_seed", "fuse",
            "models", "save", "load", "summary"]

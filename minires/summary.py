@@ -2,9 +2,8 @@
 
 ``minires.summary(model, input_shape)`` runs one forward pass on zeros (in eval mode, without a
 graph) with every module's forward temporarily wrapped to note its output's shape and its MACs:
-no hooks are needed, and the model is left as it was. A ReLU or residual addition fused into a
-batch norm's call (bn(x, relu=True), bn(x, relu=True, residual=identity), as the ResNets run) has
-no row of its own: that row's type reads "BatchNorm2d+ReLU" or "BatchNorm2d+Add+ReLU". MACs count the convolutions and linear layers only (normalization, activations,
+no hooks are needed, and the model is left as it was. A module called several times (a block's ReLU)
+has a row per call. MACs count the convolutions and linear layers only (normalization, activations,
 pooling and additions are a small fraction):
     Conv2d: N * Cout * Ho * Wo * (Cin / groups) * kh * kw      Linear: rows * in * out
 """
@@ -92,9 +91,7 @@ def _traced(module, name, rows):
     forward, leaf = module.forward, next(module.children(), None) is None
 
     def traced(*args, **kwargs):
-        # bn(x, relu=True, residual=r): the addition and the ReLU have no call of their own
-        fused = ("+Add" if kwargs.get("residual") is not None else "") + ("+ReLU" if kwargs.get("relu") else "")
-        row = dict(name=name, type=type(module).__name__ + fused, depth=name.count(".") + 1, leaf=leaf,
+        row = dict(name=name, type=type(module).__name__, depth=name.count(".") + 1, leaf=leaf,
                    params=sum(p.numel() for p in module.parameters()))
         rows.append(row)
         first = len(rows)

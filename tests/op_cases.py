@@ -82,12 +82,18 @@ def _batch_norm(training, **kwargs):
     return fn
 
 
+def _fusion():
+    """minires.fusion: the fused ops, minires's own (their torch_fn is PyTorch's separate ops)."""
+    from minires import fusion
+    return fusion
+
+
 def _batch_norm_relu(training, fused):
     """relu(batch_norm(...)) -> (y, running_mean, running_var): minires's fused op (fused=True) or
     PyTorch's two ops, its reference."""
     def fn(F, x, rm=None, rv=None, w=None, b=None):
         if fused:
-            return F.batch_norm(x, rm, rv, w, b, training=training, relu=True), rm, rv
+            return _fusion().batch_norm(x, rm, rv, w, b, training=training, relu=True), rm, rv
         return F.relu(F.batch_norm(x, rm, rv, w, b, training=training)), rm, rv
     return fn
 
@@ -99,7 +105,7 @@ def _batch_norm_residual(training, fused, relu=True, transpose=False):
     def fn(F, x, r, rm=None, rv=None, w=None, b=None):
         r = (r.transpose(1, 0, 2, 3) if fused else r.permute(1, 0, 2, 3)) if transpose else r
         if fused:
-            return F.batch_norm(x, rm, rv, w, b, training=training, relu=relu, residual=r), rm, rv
+            return _fusion().batch_norm(x, rm, rv, w, b, training=training, relu=relu, residual=r), rm, rv
         y = F.batch_norm(x, rm, rv, w, b, training=training) + r
         return (F.relu(y) if relu else y), rm, rv
     return fn
@@ -110,8 +116,9 @@ def _fused_basic_block(fused):
     outputs) or as PyTorch does: relu(bn(conv(relu(bn(conv(x))))) + x)."""
     def fn(F, x, w1, g1, b1, w2, g2, b2):
         if fused:
-            h = F.batch_norm(F.conv2d(x, w1, padding=1), None, None, g1, b1, training=True, relu=True)
-            return F.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True, relu=True, residual=x)
+            fusion = _fusion()
+            h = fusion.batch_norm(F.conv2d(x, w1, padding=1), None, None, g1, b1, training=True, relu=True)
+            return fusion.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True, relu=True, residual=x)
         h = F.relu(F.batch_norm(F.conv2d(x, w1, padding=1), None, None, g1, b1, training=True))
         return F.relu(F.batch_norm(F.conv2d(h, w2, padding=1), None, None, g2, b2, training=True) + x)
     return fn
@@ -337,13 +344,13 @@ CASES = [
          _batch_norm_residual(True, True, relu=False), _batch_norm_residual(True, False, relu=False)),
     Case("batch_norm_residual_relu_channel_major", (t(3, 2, 3, 3), t(2, 3, 3, 3), const(2), const(2, kind="positive")),
          _batch_norm_residual(True, True, transpose=True), _batch_norm_residual(True, False, transpose=True)),
-    Case("add_relu", (t(2, 3, 4, 4), t(2, 3, 4, 4)), lambda F, a, b: F.add_relu(a, b),
+    Case("add_relu", (t(2, 3, 4, 4), t(2, 3, 4, 4)), lambda F, a, b: _fusion().add_relu(a, b),
          lambda F, a, b: F.relu(a + b)),
-    Case("add_relu_same_input", (t(2, 3, 4),), lambda F, a: F.add_relu(a, a), lambda F, a: F.relu(a + a)),
-    Case("add_relu_channel_major", (t(3, 2, 4, 4), t(2, 3, 4, 4)), lambda F, a, b: F.add_relu(a.transpose(1, 0, 2, 3), b),
+    Case("add_relu_same_input", (t(2, 3, 4),), lambda F, a: _fusion().add_relu(a, a), lambda F, a: F.relu(a + a)),
+    Case("add_relu_channel_major", (t(3, 2, 4, 4), t(2, 3, 4, 4)), lambda F, a, b: _fusion().add_relu(a.transpose(1, 0, 2, 3), b),
          lambda F, a, b: F.relu(a.permute(1, 0, 2, 3) + b)),
     Case("add_relu_both_channel_major", (t(3, 2, 4, 4), t(3, 2, 4, 4)),
-         lambda F, a, b: F.add_relu(a.transpose(1, 0, 2, 3), b.transpose(1, 0, 2, 3)),
+         lambda F, a, b: _fusion().add_relu(a.transpose(1, 0, 2, 3), b.transpose(1, 0, 2, 3)),
          lambda F, a, b: F.relu(a.permute(1, 0, 2, 3) + b.permute(1, 0, 2, 3))),
     Case("basic_block_fused", (t(2, 3, 4, 4), t(3, 3, 3, 3), t(3), t(3), t(3, 3, 3, 3), t(3), t(3)),
          _fused_basic_block(True), _fused_basic_block(False)),

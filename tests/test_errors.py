@@ -5,6 +5,7 @@ import pytest
 
 import minires
 import minires.functional as F
+from minires import fusion
 from minires import nn
 
 
@@ -49,12 +50,12 @@ CASES = [
      r"batch_norm: running_var .*\(5,\)"),
     ("batch_norm-weight", lambda: F.batch_norm(T(2, 3, 4, 4), None, None, T(2), training=True), ValueError,
      r"batch_norm: weight .*\(2,\)"),
-    ("batch_norm-residual-shape", lambda: F.batch_norm(T(2, 3, 4, 4), None, None, training=True, residual=T(2, 3, 4, 5)),
+    ("batch_norm-residual-shape", lambda: fusion.batch_norm(T(2, 3, 4, 4), None, None, training=True, residual=T(2, 3, 4, 5)),
      ValueError, r"batch_norm: residual .*\(2, 3, 4, 4\).*\(2, 3, 4, 5\)"),
-    ("batch_norm-residual-integer", lambda: F.batch_norm(T(2, 3, 4, 4), None, None, training=True,
+    ("batch_norm-residual-integer", lambda: fusion.batch_norm(T(2, 3, 4, 4), None, None, training=True,
                                                          residual=T(2, 3, 4, 4, dtype=np.int64)), TypeError,
      r"batch_norm: residual .*int64"),
-    ("batch_norm-residual-dtype", lambda: F.batch_norm(T(2, 3, 4, 4), None, None, training=True,
+    ("batch_norm-residual-dtype", lambda: fusion.batch_norm(T(2, 3, 4, 4), None, None, training=True,
                                                        residual=T(2, 3, 4, 4, dtype=np.float64)), TypeError, r"batch_norm: .*residual"),
     ("BatchNorm2d-channels", lambda: nn.BatchNorm2d(4)(T(2, 3, 4, 4)), ValueError, r"batch_norm: .*\(2, 3, 4, 4\)"),
     ("linear-features", lambda: F.linear(T(2, 3), T(4, 5)), ValueError, r"linear: input of shape \(2, 3\).*\(4, 5\)"),
@@ -147,9 +148,9 @@ CASES = [
     ("matmul-vectors", lambda: T(3) @ T(2), ValueError, r"matmul: shapes \(3,\) and \(2,\)"),
     ("matmul-batch", lambda: T(2, 2, 3) @ T(3, 3, 4), ValueError, r"matmul: .*\(2, 2, 3\) and \(3, 3, 4\)"),
     ("add-broadcast", lambda: T(2, 3) + T(4), ValueError, r"add: shapes \(2, 3\) and \(4,\)"),
-    ("add_relu-shapes", lambda: F.add_relu(T(2, 3, 4, 4), T(2, 3, 4, 1)), ValueError,
+    ("add_relu-shapes", lambda: fusion.add_relu(T(2, 3, 4, 4), T(2, 3, 4, 1)), ValueError,
      r"add_relu: the shapes of a and b must be equal, got \(2, 3, 4, 4\) and \(2, 3, 4, 1\)"),
-    ("add_relu-dtypes", lambda: F.add_relu(T(2, 3), T(2, 3, dtype=np.float64)), TypeError, r"add_relu: dtypes differ"),
+    ("add_relu-dtypes", lambda: fusion.add_relu(T(2, 3), T(2, 3, dtype=np.float64)), TypeError, r"add_relu: dtypes differ"),
     ("mul-broadcast", lambda: T(4) * T(2, 3), ValueError, r"mul: shapes \(4,\) and \(2, 3\)"),
     ("transpose", lambda: T(2, 3).transpose(0, 0), ValueError, r"transpose: .*\(0, 0\)"),
     ("flatten", lambda: T(2, 3).flatten(2), ValueError, r"flatten: axis 2 .* 2 dimensions"),

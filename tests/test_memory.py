@@ -12,6 +12,7 @@ import pytest
 
 import minires
 import minires.functional as F
+from minires import fusion
 from minires import nn
 from minires.ops import conv
 
@@ -172,8 +173,8 @@ def test_fused_relus_are_one_node_saving_one_activation_in_the_input_layout():
     output in the input's memory layout."""
     rng = np.random.default_rng(0)
     x = minires.tensor(rng.standard_normal((3, 4, 5, 5)).astype(np.float32).transpose(1, 0, 2, 3), requires_grad=True)
-    y = F.batch_norm(x, None, None, training=True, relu=True)
-    z = F.add_relu(y, x)
+    y = fusion.batch_norm(x, None, None, training=True, relu=True)
+    z = fusion.add_relu(y, x)
     for out, first_input in ((y, x), (z, y)):
         edge = out._node.inputs[0]  # the leaf itself, or the node that made a non-leaf input
         assert (edge is first_input if first_input.is_leaf else edge._node is first_input._node)

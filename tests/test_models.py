@@ -1,6 +1,7 @@
 """minires.models: architectures, parameter counts, torchvision's state-dict layout, initialization,
 loading weights, and whole-network checks against PyTorch (live when torch is installed, and
 against committed golden files always) and against finite differences."""
+import contextlib
 import functools
 import importlib.util
 import os
@@ -123,10 +124,31 @@ def test_load_state_dict_reports_every_problem_and_changes_nothing():
 
 
 # --- whole networks against PyTorch (see tests/reference/make_model_reference.py) ------------------
+# How minires runs the networks: as written (the default kernels and plans), fused (minires.fuse, as
+# minires train runs them), and the plain version a student reads (NumPy kernels, the reference plan
+# for every convolution).
+ENGINES = {"default": ("numba", "fast", False), "fused": ("numba", "fast", True), "plain": ("numpy", "reference", False)}
+
+
+@contextlib.contextmanager
+def engine(name):
+    kernels, plans, fused = ENGINES[name]
+    before = minires.get_kernels(), minires.get_plans()
+    minires.set_kernels(kernels), minires.set_plans(plans)
+    try:
+        yield (lambda model: minires.fuse(model)) if fused else (lambda model: model)
+    finally:
+        minires.set_kernels(before[0]), minires.set_plans(before[1])
+
+
 @functools.lru_cache(maxsize=None)
-def minires_results(case, dtype):
+def minires_results(case, dtype, engine_name="default"):
     arch, options, _, _ = CASES[case]
-    model = getattr(models, arch)(**options).to(dtype)
+    with engine(engine_name) as prepare:
+        return _minires_results(prepare(getattr(models, arch)(**options).to(dtype)), case, dtype)
+
+
+def _minires_results(model, case, dtype):
     state, x, target = reference.inputs(case, {k: v.shape for k, v in model.state_dict().items()}, dtype)
     to_tensor = lambda a: minires.Tensor(a.astype(dtype) if a.dtype.kind == "f" else a)  # noqa: E731
     return run(model, state, x, target, lambda t: t.numpy(), to_tensor, F.cross_entropy)
@@ -145,10 +167,11 @@ def assert_within(errors, tolerances, names):
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="needs torch (the golden-file test covers this without it)")
+@pytest.mark.parametrize("engine_name", ENGINES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", CASES)
-def test_matches_torch(case, dtype):
-    ours, ref = minires_results(case, dtype), torch_results(case, dtype, "float64")
+def test_matches_torch(case, dtype, engine_name):
+    ours, ref = minires_results(case, dtype, engine_name), torch_results(case, dtype, "float64")
     tol, err = reference.TOL[dtype], reference.errors(ours, ref)
     for key in reference.OUTPUTS:
         assert_within(err[key], tol, [key])
@@ -158,11 +181,13 @@ def test_matches_torch(case, dtype):
         assert all(np.array_equal(ours[group][k], v) for k, v in ref[group].items() if v.dtype.kind != "f")
 
 
+@pytest.mark.parametrize("engine_name", ENGINES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", CASES)
-def test_matches_golden_file(case, dtype):
+def test_matches_golden_file(case, dtype, engine_name):
     file = minires.load(os.path.join(os.path.dirname(__file__), "reference", f"models_{case}.npz"))
-    seed, ours, ref, tol = CASES[case][3], minires_results(case, dtype), file[dtype], reference.TOL[dtype]
+    seed, ours, ref = CASES[case][3], minires_results(case, dtype, engine_name), file[dtype]
+    tol = reference.TOL[dtype]
     assert file["seed"] == seed
     for key in reference.OUTPUTS:
         assert_within(reference.distance(ours[key], ref[key]) / np.linalg.norm(ref[key]), tol, [key])
@@ -225,11 +250,12 @@ def tiny_net(kind):
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 3)).double()
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["as-written", "fused"])
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("kind", ["basic", "bottleneck"])
-def test_gradcheck_whole_residual_network(kind, mode):
+def test_gradcheck_whole_residual_network(kind, mode, fused):
     minires.manual_seed(3)
-    net = tiny_net(kind)
+    net = minires.fuse(tiny_net(kind)) if fused else tiny_net(kind)
     net.load_state_dict(draw_state({k: v.shape for k, v in net.state_dict().items()}, seed=3))  # non-trivial BNs
     net.train(mode == "train")
     params = list(net.parameters())

@@ -11,10 +11,8 @@ Each block computes relu(F(x) + shortcut(x)); the shortcut is the identity, or a
 batch norm ("downsample") where the shape changes. "v1.5" (torchvision's choice): a Bottleneck
 strides on its 3x3 convolution, not on the first 1x1. small_input=True swaps the stem for a 3x3,
 stride-1 convolution without max-pool, for 32x32 images (CIFAR); module names stay torchvision's.
-Every ReLU runs fused into the batch norm before it (bn(x, relu=True): no pass and no saved array of
-its own), and so does each block's residual addition (bn(x, relu=True, residual=identity): the
-block's output relu(bn(x) + identity) in one pass). The ``relu`` modules stay, unused, so that the
-module tree is torchvision's.
+The code reads as torchvision's. minires.fuse(model) gives the same model with each batch norm, the
+residual addition and ReLU after it as one op (models/fused.py), as ``minires train`` runs it.
 """
 from .. import nn
 
@@ -57,9 +55,21 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.conv2(self.bn1(self.conv1(x), relu=True))  # relu(bn1(...)) as one op
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.bn2(out, relu=True, residual=identity)  # relu(bn2(out) + identity) as one op
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+
+        out += identity
+        out = self.relu(out)
+        return out
 
 
 class Bottleneck(nn.Module):
@@ -84,10 +94,25 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.bn1(self.conv1(x), relu=True)  # relu(bn1(...)) as one op
-        out = self.conv3(self.bn2(self.conv2(out), relu=True))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.bn3(out, relu=True, residual=identity)  # relu(bn3(out) + identity) as one op
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+
+        out = self.conv3(out)
+        out = self.bn3(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+
+        out += identity
+        out = self.relu(out)
+        return out
 
 
 class ResNet(nn.Module):
@@ -146,9 +171,20 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         """x (N, 3, H, W) -> logits (N, num_classes)."""
-        x = self.maxpool(self.bn1(self.conv1(x), relu=True))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+
+        x = self.avgpool(x)
+        x = x.flatten(1)
+        x = self.fc(x)
+        return x
 
 
 def resnet18(num_classes=1000, zero_init_residual=False, small_input=False):

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd.tensor import Tensor
+from ..ops.batchnorm import fused_batch_norm
 from . import init
 from .module import Module, Parameter
 
@@ -61,9 +62,16 @@ class BatchNorm2d(Module):
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
-    def forward(self, x, relu=False, residual=None):
-        """relu=True: relu(bn(x)) as one op; residual: bn(x) + residual (then the ReLU) in the same op
-        (minires extensions; see F.batch_norm)."""
+    def forward(self, x):
+        return F.batch_norm(x, *self._arguments(x))
+
+    def fused(self, x, relu=True, residual=None):
+        """relu(self(x) + residual) (residual optional; relu=False: no ReLU) as one op: what
+        minires.fusion's modules call."""
+        return fused_batch_norm(x, *self._arguments(x), relu=relu, residual=residual)
+
+    def _arguments(self, x):
+        """F.batch_norm's arguments after the input, the running statistics' step counted."""
         if x.ndim != 4:
             raise ValueError(f"BatchNorm2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
         momentum = self.momentum
@@ -73,8 +81,8 @@ class BatchNorm2d(Module):
                 momentum = 1.0 / float(self.num_batches_tracked.data)
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, use_batch_stats, momentum or 0.0, self.eps, relu, residual)
+        return (self.running_mean if track else None, self.running_var if track else None, self.weight, self.bias,
+                use_batch_stats, momentum or 0.0, self.eps)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -6,10 +6,10 @@ variance; running_mean/var are updated in place with the unbiased variance:
 eval: the running statistics stand in for the batch's, and are constants for backward.
 One graph node with a closed-form backward (kernels.bn_backward), not a graph of elementwise ops;
 in training one kernel computes the statistics and normalizes (kernels.bn_train_forward).
-relu=True (a minires extension) fuses the ReLU that follows most batch norms into the same node:
-relu(batch_norm(x)) in one pass, its backward recomputing the ReLU's mask from x. residual (also an
-extension) adds a tensor before the ReLU, a residual block's output relu(bn(x) + identity) in one
-pass; its backward masks g by the saved output once, for the residual and the batch norm alike.
+batch_norm is PyTorch's; fused_batch_norm (used by minires.fusion) also computes in the same pass
+the ReLU that follows most batch norms, relu(batch_norm(x)), its backward recomputing the ReLU's
+mask from x; and a residual added before it, a residual block's output relu(bn(x) + identity),
+whose backward masks g by the saved output once, for the residual and the batch norm alike.
 """
 import math
 
@@ -51,17 +51,24 @@ class BatchNorm(Function):
             g3 = kernels.relu_backward(g3, mask)
         gx, gw, gb = kernels.bn_backward(g3, x3, mean, invstd, weight, ctx.training, bias, ctx.relu and not ctx.residual)
         # One array for x and the residual is safe: run_backward sums gradients out of place
-        gr = g3.reshape(g.shape) if ctx.residual and ctx.needs_input_grad[9] else None
+        gr = g3.reshape(g.shape) if ctx.residual and ctx.needs_input_grad[RESIDUAL] else None
         return (gx.reshape(g.shape), gw if ctx.needs_input_grad[1] else None,
                 gb if ctx.needs_input_grad[2] else None, None, None, None, None, None, None, gr)
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
-               relu=False, residual=None):
-    """PyTorch's F.batch_norm. running_mean/running_var: Tensors of shape (C,) or None.
-    minires extensions, each computed in the same pass: relu=True returns relu(batch_norm(...)),
-    saving no more than batch_norm does; residual (a Tensor of input's shape and dtype) is added
-    before the ReLU: relu(batch_norm(...) + residual), a residual block's output."""
+RESIDUAL = 9  # BatchNorm.forward's argument index of the residual
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """PyTorch's F.batch_norm. running_mean/running_var: Tensors of shape (C,) or None."""
+    return fused_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def fused_batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                     eps=1e-5, relu=False, residual=None):
+    """batch_norm, then (optionally) + residual and ReLU, in the same pass: relu=True returns
+    relu(batch_norm(...)), saving no more than batch_norm does; residual (a Tensor of input's shape
+    and dtype) is added before the ReLU: relu(batch_norm(...) + residual), a residual block's output."""
     op = "batch_norm"
     x = tensor_arg(op, "input", input)
     if residual is not None:
