@@ -33,9 +33,10 @@ def _kernels_from_a_checkout():
 
 _kernels_from_a_checkout()
 from .autograd.tensor import Tensor, is_grad_enabled, no_grad  # noqa: E402  first: the ops import Tensor
-from . import functional, kernels, models, nn, optim  # noqa: E402
+from . import functional, kernels, models, nn, optim, plans  # noqa: E402
 from .autograd.function import Function  # noqa: E402
 from .autograd.gradcheck import GradcheckError, gradcheck  # noqa: E402
+from .explain import explain  # noqa: E402
 from .fusion import fuse  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import get_kernels, get_plans, get_winograd, set_kernels, set_plans, set_winograd  # noqa: E402
@@ -54,5 +55,5 @@ def tensor(data, dtype=None, requires_grad=False):
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
            "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
-           "set_plans", "get_plans", "manual_seed", "fuse",
+           "set_plans", "get_plans", "manual_seed", "fuse", "explain",
            "models", "save", "load", "summary"]

@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = {
     "check": "minires.check",
+    "explain": "minires.explain",
     "summary": "minires.summary",
     "train": "minires.train",
 }
