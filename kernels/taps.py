@@ -59,8 +59,9 @@ def _taps_pad_numba(g, shape, origin):
 @njit(cache=True, parallel=True)
 def _crop_loops(w, t0, u0, out):
     """w (K, C, kh, kw) -> out (K, C, th, tw), both C-contiguous: out[k, c, i, j] = w[k, c, t0 + i, u0 + j].
-    Per filter, one loop over c per live tap (strided, with unsigned offsets: see im2col; loops of
-    th*tw taps innermost ran 2x slower). Loops: filters k in parallel > taps > c."""
+    Per filter, one loop over c per live tap (strided, with unsigned offsets: see im2col), not over
+    the few live taps innermost, a loop too short to pay (see benchmarks/RESULTS.md). Loops: filters
+    k in parallel > taps > c."""
     k_out, c_in, th, tw = out.shape
     kh, kw = w.shape[2], w.shape[3]
     taps, live = uint64(kh * kw), uint64(th * tw)
