@@ -9,7 +9,8 @@ tap at a time (a 4-D slice copied at once runs loops of t1 - t0 elements). The N
 the weight a filter k per iteration, and taps_pad zeroes each filter's slab while it is in cache before
 putting its taps in, so that memory sees every element written once (the reference's np.zeros, then
 the taps, write the whole array twice). Both are memory-bound: every cache line of the full weight
-is read or written (ResNet-18's layer4 at 32x32: 33 MB of weights a step, each way).
+is read or written (ResNet-18's layer4 on 32x32 images: 8.3 million weights, 33 MB in float32,
+cropped in every forward and padded back in every backward).
 """
 import numpy as np
 from numba import njit, prange, uint64

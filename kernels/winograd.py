@@ -15,9 +15,9 @@ values are unspecified), so that the tiles of a channel over the whole batch are
 constant pitch N*(tw + 1), which the Numba transforms vectorize over (a row of tw tiles, or one
 small image's tiles, is too short to fill the CPU's vector registers). The GEMMs do 1/tw more work
 for it. The transforms move about 2.25x the input and output (im2col writes 9x the input), and the
-GEMMs do 36 multiply-adds per 16 outputs where im2col's do 9 per output: 4x fewer. Rounding: the transforms' constants (1/6,
-1/24, ...) make float32 results differ from a direct convolution by about 1e-6 of their magnitude
-(1e-15 in float64), against about 1e-7 for im2col + GEMM.
+GEMMs do 36 multiply-adds per 16 outputs where im2col's do 9 per output: 4x fewer. Rounding: the
+transforms' constants (1/6, 1/24, ...) make float32 results differ from a direct convolution by
+about 1e-6 of their magnitude (1e-15 in float64), against about 1e-7 for im2col + GEMM.
 """
 import numpy as np
 from numba import get_num_threads, njit, prange, uint64
