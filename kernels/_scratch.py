@@ -2,8 +2,8 @@
 convolution's col), so that they skip the cost of fresh memory.
 
 A fresh large NumPy array is new memory from the OS, and its first touch page-faults and is zeroed
-by the kernel: im2col of a ResNet-18 layer1 batch runs 2x slower into fresh memory than into
-reused memory. Two kinds of reuse:
+by the kernel, which can cost as much as the work written into it (im2col, a memory-bound copy, is
+the case in point; see benchmarks/RESULTS.md). Two kinds of reuse:
 - scratch: one buffer per thread and array module, grown to the largest request, for an array that
   dies before its caller returns (col consumed by the forward's GEMM in inference). Valid until the
   next scratch call on that thread.

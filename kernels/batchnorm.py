@@ -24,8 +24,8 @@ __all__ = ["bn_stats", "bn_forward", "bn_train_forward", "bn_backward"]
 
 def _rows(x):
     """(cm, xc): x's layout and its C-contiguous form, (N, C, L) in NCHW, or (C, 1, N*L) in channel-major
-    memory, where a channel's values are contiguous: one long row each instead of N short ones (at
-    L = 1 the short rows cost 5x)."""
+    memory, where a channel's values are contiguous: one long row each instead of N short ones (on
+    small maps, down to L = 1, short rows make the loops mostly overhead; see benchmarks/RESULTS.md)."""
     cm = is_channel_major(x)
     xc = canonical(x, cm)
     return cm, (xc.reshape(xc.shape[0], 1, -1) if cm else xc)
@@ -69,7 +69,7 @@ def _channel_stats(x, cm, c):
     s = 0.0
     for n in range(nb):
         row = x[c, n] if cm else x[n, c]
-        for l in range(row.size):  # indexing, not `for v in row`: 8x faster (vectorized)
+        for l in range(row.size):  # indexing, not `for v in row`: LLVM vectorizes only this form
             s += row[l]
     mu = s / m
     q = 0.0

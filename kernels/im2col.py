@@ -8,9 +8,9 @@ Inputs may have any strides (NCHW or channel-major memory).
 The Numba versions write every col element once (zeros included) and read each input plane from
 cache kh*kw times; they are memory-bound, about the cost of writing col. Their loops index with
 unsigned integers: Numba then skips the negative-index wraparound test that otherwise keeps LLVM
-from vectorizing the inner loop (a 2x difference on 56-wide rows). On narrow maps, whose rows of a
-few elements make those loops mostly overhead, they run the gather loops instead: one loop per
-(channel, tap) row of col over the whole batch, through a table of input offsets (_tap_offsets).
+from vectorizing the inner loop. On narrow maps, whose rows of a few elements make those loops
+mostly overhead, they run the gather loops instead: one loop per (channel, tap) row of col over the
+whole batch, through a table of input offsets (_tap_offsets).
 """
 import functools
 import math
@@ -73,8 +73,10 @@ def _im2col_numba(x, ksize, stride, padding, dilation, out=None, images=None):
     return col.reshape(c * ksize[0] * ksize[1], -1)
 
 
-# The gather loops, for maps too narrow for the row loops: im2col's below 12 outputs wide (measured
-# 1.2-3.4x at 2 to 8, 0.45x at 14), col2im's below 6 inputs wide (1.3-4.5x at 2 and 4, 0.6-0.9x at 7, 8).
+# Thresholds between the gather loops and the row loops. im2col gathers for output maps narrower
+# than GATHER_BELOW columns, col2im for input maps narrower than COL2IM_GATHER_BELOW columns: there
+# the rows are too short for the row loops to pay. Wider maps take the row loops, which then win.
+# Both values are measured; see benchmarks/RESULTS.md (the narrow-map im2col entry).
 GATHER_BELOW, COL2IM_GATHER_BELOW = 12, 6
 
 
@@ -83,7 +85,8 @@ def _tap_offsets(cm, n, c, hw, ksize, ohw, stride, padding, dilation):
     """(kh*kw, n*Ho*Wo) int64: for each tap and output (image, y, x), the offset in x's memory of the
     input element it reads, relative to its channel's first element (cm) or to channel c of image 0,
     -1 where that is padding. Cached (read-only): a training step asks for the same few tables
-    again and again (building them was 2% of a ResNet-18 step at 32x32)."""
+    again and again, and rebuilding one on each call is a visible part of a small-image step
+    (see benchmarks/RESULTS.md)."""
     (h, w), (kh, kw), (ho, wo), (sh, sw), (ph, pw), (dh, dw) = hw, ksize, ohw, stride, padding, dilation
     iy = (np.arange(kh) * dh - ph)[:, None, None, None, None] + (np.arange(ho) * sh)[:, None]  # (kh, 1, 1, ho, 1)
     ix = (np.arange(kw) * dw - pw)[:, None, None, None] + np.arange(wo) * sw  # (kw, 1, 1, wo)
@@ -119,7 +122,7 @@ def _im2col_loops(x, cm, n0, col, sh, sw, ph, pw, dh, dw):
     of images n0..n0+n.
     Loops: rows (c, i, j) of col in parallel, each filled by _im2col_row, which Numba inlines
     (inline="always"): an ordinary njit callee, once loaded from the disk cache, is called rather
-    than inlined, and ran 1.5x slower on stride 2."""
+    than inlined, and the called version measured slower (see benchmarks/RESULTS.md)."""
     nc, kh, kw = col.shape[:3]
     for r in prange(nc * kh * kw):
         _im2col_row(x, cm, n0, col, r // (kh * kw), r // kw % kh, r % kw, sh, sw, ph, pw, dh, dw)

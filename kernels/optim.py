@@ -1,9 +1,9 @@
 """Optimizer updates, in place on a parameter array and its state, as torch.optim computes them.
 
 SGD with momentum in NumPy is five or six passes over every parameter (and temporaries for the
-scaled terms); the Numba version is one pass over both cores, reading p, grad and the momentum
-buffer once and writing p and the buffer once. Its arithmetic is the reference's, in the
-parameter's dtype and order, so the two agree exactly.
+scaled terms); the Numba version is one parallel pass, reading p, grad and the momentum buffer
+once and writing p and the buffer once. Its arithmetic is the reference's, in the parameter's
+dtype and order, so the two agree exactly.
 """
 from numba import njit, prange
 
@@ -43,7 +43,8 @@ def _sgd_update_numba(p, grad, buf, lr, momentum, dampening, weight_decay, neste
 def _sgd_loops(p, grad, buf, lr, momentum, keep, weight_decay, nesterov, first):
     """The reference's update, element by element (buf unused when momentum is 0; keep = 1 - dampening).
     Loops: elements in parallel, one contiguous block per thread. A flat prange, not chunks of
-    range(k * chunk, ...): LLVM vectorizes this loop and kept that one scalar (3x slower)."""
+    range(k * chunk, ...): LLVM vectorizes this loop and kept that one scalar (see
+    benchmarks/RESULTS.md)."""
     for i in prange(p.size):
         d = grad[i] + weight_decay * p[i] if weight_decay else grad[i]
         if momentum:

@@ -49,7 +49,10 @@ def _maxpool_forward_numba(x, ksize, stride, padding, dilation, ohw):
     return from_planes(y, n, c, cm), from_planes(arg, n, c, cm)
 
 
-_ROWS_MIN_WIDTH = 36  # output columns from which _maxpool_rows is the faster
+# Output columns from which a NaN-free plane is pooled a row at a time (_maxpool_rows): rows this
+# wide keep its vectorized loop busy; on narrower ones it is mostly loop overhead and loses to the
+# window loops. Measured; see benchmarks/RESULTS.md.
+_ROWS_MIN_WIDTH = 36
 
 
 @njit(cache=True, parallel=True)
@@ -57,11 +60,10 @@ def _maxpool_forward_loops(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
     """x (P, H, W) -> y, arg (P, Ho, Wo): y[p, oy, ox] = max of x[p, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
     over the taps inside x, arg its tap i*kw + j; ties keep the first; a NaN wins, the window's last
     one, as in the reference (`v > best or v != v`).
-    Loops: planes in parallel, each by _maxpool_rows (vectorized) when its output rows are wide
-    (measured on 2 cores: 2.5x faster at 56 outputs per row, 2x slower at 16, even near 36) and it
-    holds no NaN; a NaN-free plane of narrower rows under a 3x3 window (ResNet's stem on small
-    images) by _maxpool_3x3; else by _maxpool_windows (a window at a time, the NaN rule included: the
-    NaN test keeps LLVM from vectorizing, so it is kept out of the common case)."""
+    Loops: planes in parallel, each by _maxpool_rows (vectorized) when its output rows are at least
+    _ROWS_MIN_WIDTH wide and it holds no NaN; a NaN-free plane of narrower rows under a 3x3 window
+    (ResNet's stem on small images) by _maxpool_3x3; else by _maxpool_windows (a window at a time, the
+    NaN rule included: the NaN test keeps LLVM from vectorizing, so it is kept out of the common case)."""
     h, w = x.shape[1], x.shape[2]
     ho, wo = y.shape[1], y.shape[2]
     rows, cols = tap_ranges(ho, sh, ph, dh, h, kh), tap_ranges(wo, sw, pw, dw, w, kw)
@@ -96,7 +98,7 @@ def _maxpool_rows(src, out, idx, rows, kw, sh, sw, ph, pw, dh, dw):
                 x0, x1 = valid_range(j * dw - pw, sw, w, wo)
                 k, n = np.int32(i * kw + j), uint64(max(x1 - x0, 0))
                 taps, best, arg = row[x0 * sw + j * dw - pw:], o[x0:], d[x0:]
-                # a constant stride lets LLVM vectorize the update (a runtime one does not: 4x slower)
+                # a constant stride lets LLVM vectorize the update (a runtime one keeps it scalar)
                 if sw == 1:
                     _update_row(taps, best, arg, n, uint64(1), k)
                 elif sw == 2:
@@ -121,9 +123,9 @@ def _maxpool_3x3(src, out, idx, sh, sw, ph, pw, dh, dw):
     """One NaN-free plane under a 3x3 window, a window at a time with its nine taps written out: each
     a compare and select, skipped where the tap falls outside the plane (an out-of-range row or column
     stands at index 0 and is never read). _maxpool_windows's loops of a variable 2 or 3 taps are
-    mostly overhead and mispredicted branches: 1.75x slower on 16x16 planes, 1.8x on 56x56. Called per
-    plane, not inlined into the parallel loop: the same speed, and _maxpool_forward_loops compiles
-    into an empty cache in 9 s instead of 19 (6 s without this path)."""
+    mostly overhead and mispredicted branches, on small and large planes alike. Called per plane, not
+    inlined into the parallel loop: the same speed, and _maxpool_forward_loops compiles into an empty
+    cache much faster (see benchmarks/RESULTS.md)."""
     h, w = src.shape
     neg_inf = src.dtype.type(-np.inf)
     for oy in range(out.shape[0]):

@@ -9,7 +9,8 @@ tap at a time (a 4-D slice copied at once runs loops of t1 - t0 elements). The N
 the weight a filter k per iteration, and taps_pad zeroes each filter's slab while it is in cache before
 putting its taps in, so that memory sees every element written once (the reference's np.zeros, then
 the taps, write the whole array twice). Both are memory-bound: every cache line of the full weight
-is read or written (ResNet-18's layer4 at 32x32: 33 MB of weights a step, each way).
+is read or written (ResNet-18's layer4 on 32x32 images: 8.3 million weights, 33 MB in float32,
+cropped in every forward and padded back in every backward).
 """
 import numpy as np
 from numba import njit, prange, uint64
@@ -59,8 +60,9 @@ def _taps_pad_numba(g, shape, origin):
 @njit(cache=True, parallel=True)
 def _crop_loops(w, t0, u0, out):
     """w (K, C, kh, kw) -> out (K, C, th, tw), both C-contiguous: out[k, c, i, j] = w[k, c, t0 + i, u0 + j].
-    Per filter, one loop over c per live tap (strided, with unsigned offsets: see im2col; loops of
-    th*tw taps innermost ran 2x slower). Loops: filters k in parallel > taps > c."""
+    Per filter, one loop over c per live tap (strided, with unsigned offsets: see im2col), not over
+    the few live taps innermost, a loop too short to pay (see benchmarks/RESULTS.md). Loops: filters
+    k in parallel > taps > c."""
     k_out, c_in, th, tw = out.shape
     kh, kw = w.shape[2], w.shape[3]
     taps, live = uint64(kh * kw), uint64(th * tw)

@@ -2,7 +2,8 @@
 
 When a map has fewer positions than the kernel has taps (ResNet's 2x2 maps under a 3x3 kernel),
 every output reads nearly the whole map, and the layer is cheaper as a dense layer over the map than
-as im2col + GEMM, which also multiplies the padding's zeros: 4 of 9 multiply-adds on 2x2 maps.
+as im2col + GEMM, which also multiplies the padding's zeros: on 2x2 maps under a 3x3 kernel with
+padding 1, 4 of each window's 9 taps are live, so the unrolled weight does 4/9 of im2col's multiply-adds.
     y[(p, o), n] = sum over (q, c) of Wb[(p, o), (q, c)] * x[(q, c), n],    Wb[(p, o), (q, c)] = w[o, c, T[p, q]]
 p over the Ho*Wo outputs, q over the H*W inputs; T[p, q] is the kernel tap through which output p
 reads input q, or -1 where it reads none (Wb's block is zero).

@@ -13,11 +13,11 @@ th = ceil(Ho/4) rows of tw = ceil(Wo/4) tiles per image, stored in slots = th*N*
 tx) order: the batch's rows of tiles side by side, each followed by a slot that holds no tile (its
 values are unspecified), so that the tiles of a channel over the whole batch are one long run of
 constant pitch N*(tw + 1), which the Numba transforms vectorize over (a row of tw tiles, or one
-small image's tiles, is too short for AVX-512). The GEMMs do 1/tw more work for it. The transforms move
-about 2.25x the input and output (im2col writes 9x the input), and the GEMMs do 36 multiply-adds per
-16 outputs where im2col's do 9 per output: 4x fewer. Rounding: the transforms' constants (1/6,
-1/24, ...) make float32 results differ from a direct convolution by about 1e-6 of their magnitude
-(1e-15 in float64), against about 1e-7 for im2col + GEMM.
+small image's tiles, is too short to fill the CPU's vector registers). The GEMMs do 1/tw more work
+for it. The transforms move about 2.25x the input and output (im2col writes 9x the input), and the
+GEMMs do 36 multiply-adds per 16 outputs where im2col's do 9 per output: 4x fewer. Rounding: the
+transforms' constants (1/6, 1/24, ...) make float32 results differ from a direct convolution by
+about 1e-6 of their magnitude (1e-15 in float64), against about 1e-7 for im2col + GEMM.
 """
 import numpy as np
 from numba import get_num_threads, njit, prange, uint64
@@ -140,14 +140,14 @@ def _chunks(channels):
 # of a transform over six (or four) unit-stride runs and stores one run (with more stores per loop,
 # LLVM's alias checks give up on vectorizing it). Those rows are written out (_bt_rows, _at_rows,
 # _a_rows) rather than taken as dot products with the matrices: B^T, A^T and A are half zeros and
-# +-1, and the rows share sums such as d1 + d2, so a row costs 3-5 operations, not 11 (measured on
-# 2 cores at ResNet's 56x56 to 8x8 layers: input transform 1.3-1.6x faster, output 1.1-1.3x). LLVM
-# may not drop a product by a zero it does not know of (and with a NaN or inf in the data it must
-# not). The helpers are called, not inlined: a call works on whole runs, so it costs nothing
-# measurable, and compiling each once took the three kernels' compile time into an empty cache from
-# 8-15 s to 5-8 s each. The weight transforms keep the dot products: G is dense, and they are
-# small. Runs are indexed with unsigned integers (see im2col); constants come in the data's dtype
-# (float32 * a float64 constant is computed in float64).
+# +-1, and the rows share sums such as d1 + d2, so a row costs 3-5 operations, not 11 (LLVM may not
+# drop a product by a zero it does not know of, and with a NaN or inf in the data it must not). The
+# helpers are called, not inlined: a call works on whole runs, so it costs nothing measurable, and
+# each helper is compiled once rather than into each of the three kernels, which shortens their
+# compile into an empty cache. Figures for both: benchmarks/RESULTS.md (the fourth session's
+# "Winograd transforms without their zero terms"). The weight transforms keep the dot products: G is
+# dense, and they are small. Runs are indexed with unsigned integers (see im2col); constants come in
+# the data's dtype (float32 * a float64 constant is computed in float64).
 
 @njit(inline="always")
 def _dot6(c, r0, r1, r2, r3, r4, r5):
@@ -258,8 +258,9 @@ def _winograd_grad_weights_numba(du, out):
 def _grad_weights_loops(du, gt, out):
     """du (6, 6, K, C), gt = G^T (3, 6) -> out (K, C*9): G^T down the columns into t[3*i + b], then
     along the rows into s[3*i + j] (9, C), each a unit-stride run over c; then s's columns are the
-    filters' 9 taps, stored in (c, tap) order. Loops: filters k in parallel > rows > c (9-18x
-    faster than the reference's einsum at 256 and 512 channels)."""
+    filters' 9 taps, stored in (c, tap) order. Loops: filters k in parallel > rows > c. At 256 and
+    512 channels the reference's einsum is a large part of the weight's gradient, hence this kernel
+    (see benchmarks/RESULTS.md)."""
     k_out, c_in = du.shape[2], du.shape[3]
     for k in prange(k_out):
         t, s = np.empty((18, c_in), du.dtype), np.empty((9, c_in), du.dtype)

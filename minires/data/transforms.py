@@ -1,9 +1,10 @@
 """Batch transforms: each is a callable t(images, rng) -> images on a whole batch (N, C, H, W).
 
-Whole-batch NumPy is many times faster than a Python call per image; the random ones draw from the
-generator the DataLoader hands them (one per pass, so a seed fixes the augmentation). Crop and flip
-work on the stored uint8 pixels, ToFloat then maps them to [0, 1] and Normalize standardizes each
-channel: the usual order, as torchvision's RandomCrop, RandomHorizontalFlip, ToTensor, Normalize.
+Each works on the whole batch in NumPy, never with a Python call per image, whose overhead would
+outweigh the work on a small image. The random ones draw from the generator the DataLoader hands
+them (one per pass, so a seed fixes the augmentation). Crop and flip work on the stored uint8
+pixels, ToFloat then maps them to [0, 1] and Normalize standardizes each channel: the usual order,
+as torchvision's RandomCrop, RandomHorizontalFlip, ToTensor, Normalize.
 """
 import numpy as np
 
