@@ -13,7 +13,7 @@ import minires
 import minires.functional as F
 from minires import kernels
 from minires.kernels import winograd as wg
-from minires.ops import conv
+from minires import plans
 
 from test_kernels import LAYOUTS, make
 
@@ -119,7 +119,17 @@ def test_bad_shapes_are_refused():
 @pytest.fixture
 def winograd_at_any_size(monkeypatch):
     """Winograd in training for these small cases too, whatever the size rule (tested on its own)."""
-    monkeypatch.setitem(conv.WINOGRAD_MIN, True, (0, 0, 0))
+    monkeypatch.setitem(plans.THRESHOLDS, "winograd_training", (0, 0, 0))
+
+
+WINOGRAD = plans.Winograd.name
+
+
+def chosen(fn):
+    """The names of the plans chosen while fn() runs."""
+    with plans.recording() as seen:
+        fn()
+    return [p.name for p in seen]
 
 
 def conv_both(x, w, padding, winograd):
@@ -127,7 +137,9 @@ def conv_both(x, w, padding, winograd):
     minires.set_winograd(winograd)
     try:
         mx, mw = minires.tensor(x, requires_grad=True), minires.tensor(w, requires_grad=True)
-        y = F.conv2d(mx, mw, padding=padding)
+        with plans.recording() as seen:
+            y = F.conv2d(mx, mw, padding=padding)
+        assert [p.name == WINOGRAD for p in seen] == [winograd]
         y.backward(minires.tensor(np.cos(y.numpy())))
         return y.numpy(), mx.grad.numpy(), mw.grad.numpy()
     finally:
@@ -136,12 +148,10 @@ def conv_both(x, w, padding, winograd):
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
 @pytest.mark.parametrize("shape, padding", [((8, 3, 24, 24), 1), ((4, 4, 27, 25), 2), ((6, 2, 26, 30), 0)])
-def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog, winograd_at_any_size):
-    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+def test_conv2d_matches_torch(dtype, rtol, shape, padding, winograd_at_any_size):
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal(shape).astype(dtype), rng.standard_normal((5, shape[1], 3, 3)).astype(dtype)
     got = conv_both(x, w, padding, True)
-    assert "Winograd F(4x4, 3x3)" in caplog.text
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     ty = torch.nn.functional.conv2d(tx, tw, padding=padding)
     ty.backward(torch.cos(ty.detach()))
@@ -149,55 +159,48 @@ def test_conv2d_matches_torch(dtype, rtol, shape, padding, caplog, winograd_at_a
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
-def test_conv2d_off_runs_im2col_and_agrees(caplog, winograd_at_any_size):
-    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+def test_conv2d_off_runs_im2col_and_agrees(winograd_at_any_size):
     rng = np.random.default_rng(9)
     x, w = rng.standard_normal((6, 3, 24, 28)), rng.standard_normal((4, 3, 3, 3))
     off = conv_both(x, w, 1, False)
-    assert "im2col" in caplog.text and "Winograd" not in caplog.text
     for a, b in zip(conv_both(x, w, 1, True), off):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
 
 
-def test_conv2d_gradcheck_through_winograd(caplog, winograd_at_any_size):
-    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+def test_conv2d_gradcheck_through_winograd(winograd_at_any_size):
     rng = np.random.default_rng(10)
     x = minires.tensor(rng.standard_normal((4, 2, 32, 32)), requires_grad=True)
     w = minires.tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
-    assert minires.gradcheck(lambda x, w: F.conv2d(x, w, padding=1), [x, w], fast_mode=True)
-    assert "Winograd F(4x4, 3x3), V kept" in caplog.text
+    with plans.recording() as seen:
+        assert minires.gradcheck(lambda x, w: F.conv2d(x, w, padding=1), [x, w], fast_mode=True)
+    assert any(p.name == WINOGRAD and p.needs[:2] == (True, True) for p in seen)  # V kept for the weight's gradient
 
 
 @pytest.mark.parametrize("shape, kwargs", [((2, 3, 16, 16), {"padding": 1}), ((64, 3, 7, 7), {"padding": 1}),
                                            ((8, 3, 60, 60), {"stride": 2}), ((8, 3, 60, 60), {"dilation": 2}),
                                            ((8, 4, 60, 60), {"groups": 2})])
-def test_other_shapes_keep_im2col(shape, kwargs, caplog):
-    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
+def test_other_shapes_keep_im2col(shape, kwargs):
     x = minires.tensor(np.ones(shape, np.float32))
-    F.conv2d(x, minires.tensor(np.ones((4, shape[1] // kwargs.get("groups", 1), 3, 3), np.float32)), **kwargs)
-    assert "im2col" in caplog.text and "Winograd" not in caplog.text
+    w = minires.tensor(np.ones((4, shape[1] // kwargs.get("groups", 1), 3, 3), np.float32))
+    assert chosen(lambda: F.conv2d(x, w, **kwargs)) == [plans.BlockedIm2colGemm.name]
 
 
-def test_inference_takes_winograd_on_less_work_than_training(caplog):
+def test_inference_takes_winograd_on_less_work_than_training():
     """8x8 maps at batch 64 with 4 channels: Winograd pays in a forward alone, not with the two
     backward passes (training wants tile slots x channels >= 160 x 256)."""
-    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     x, w = np.ones((64, 4, 8, 8), np.float32), np.ones((4, 4, 3, 3), np.float32)
     with minires.no_grad():
-        F.conv2d(minires.tensor(x), minires.tensor(w), padding=1)
-    assert "Winograd" in caplog.text
-    caplog.clear()
-    F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=True), padding=1)
-    assert "im2col" in caplog.text and "Winograd" not in caplog.text
+        assert chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w), padding=1)) == [WINOGRAD]
+    training = chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=True), padding=1))
+    assert training == [plans.BlockedIm2colGemm.name]
 
 
 @pytest.mark.parametrize("channels, winograd", [(256, True), (64, False)])
-def test_training_takes_winograd_with_enough_tiles_times_channels(channels, winograd, caplog):
+def test_training_takes_winograd_with_enough_tiles_times_channels(channels, winograd):
     """14x14 maps at batch 8 (160 tile slots): Winograd pays in training with 256 channels, not 64."""
-    caplog.set_level(logging.DEBUG, logger="minires.ops.conv")
     x = minires.tensor(np.ones((8, channels, 14, 14), np.float32), requires_grad=True)
-    F.conv2d(x, minires.tensor(np.ones((4, channels, 3, 3), np.float32), requires_grad=True), padding=1)
-    assert ("Winograd" in caplog.text) == winograd
+    w = minires.tensor(np.ones((4, channels, 3, 3), np.float32), requires_grad=True)
+    assert (chosen(lambda: F.conv2d(x, w, padding=1)) == [WINOGRAD]) == winograd
 
 
 def test_switch_checks_its_argument():

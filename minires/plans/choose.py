@@ -58,7 +58,8 @@ def choose(problem, needs):
 
 
 def _remembered(problem, needs):
-    key = problem, needs, runtime.get_plans(), runtime.get_kernels(), runtime.get_winograd()
+    key = (problem, needs, runtime.get_plans(), runtime.get_kernels(), runtime.get_winograd(),
+           tuple(THRESHOLDS.values()))
     plan = _chosen.get(key)
     if plan is None:
         if len(_chosen) >= 4096:  # many shapes (a sweep, gradchecks): start again rather than grow
