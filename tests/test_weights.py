@@ -92,11 +92,14 @@ def test_every_checkpoint_shape_loads_with_pytorchs_logits(tmp_path):
 
 
 def test_what_was_done_is_reported_and_logged(tmp_path, caplog):
-    torch.save({"state_dict": torch.nn.DataParallel(torch_net()).state_dict()}, tmp_path / "ckpt.pth")
+    net = torch_net()
+    torch.save({"state_dict": torch.nn.DataParallel(net).state_dict()}, tmp_path / "ckpt.pth")
     with caplog.at_level(logging.INFO, logger="minires"):
         report = models.load_weights(minires_net(), tmp_path / "ckpt.pth")
     line = f"load_weights: loaded {tmp_path / 'ckpt.pth'} (entry 'state_dict', prefix 'module.' stripped)"
     assert str(report) == line and caplog.messages == [line]
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    assert models.load_weights(minires_net(), tmp_path / "w.pth", prefix="module.").prefix == ""  # none was there
 
 
 def test_ema_weights_load_only_when_asked(tmp_path):

@@ -58,6 +58,7 @@ def load_weights(model, path, prefix=None, key=None, strict=True):
     entry, state = find_state_dict(checkpoint, key, path)
     shapes = {k: tuple(t.shape) for k, t in model.state_dict().items()}
     chosen = best_prefix(state, shapes) if prefix is None else prefix
+    chosen = chosen if any(k.startswith(chosen) for k in state) else ""  # report only a prefix that was there
     stripped = strip_prefix(state, chosen)
     problem = mismatch_report(stripped, shapes, strict, hint=_prefix_hint(state, shapes, chosen))
     if problem:
