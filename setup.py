@@ -13,7 +13,7 @@ setup(
     # with other distributions that ship one under that generic name.
     packages=find_packages(include=["minires", "minires.*"]) + ["minires.kernels"],
     package_dir={"minires.kernels": "kernels"},
-    install_requires=["numpy>=1.24", "numba>=0.59"],
+    install_requires=["numpy>=1.24", "numba>=0.59", "safetensors>=0.4"],  # safetensors: .safetensors files, NumPy API
     extras_require={
         "gpu": ["cupy-cuda13x>=13"],
         "train": ["scikit-learn>=1.3", "tqdm>=4.60", "matplotlib>=3.7", "pillow>=10"],

@@ -1,4 +1,10 @@
-"""save/load: models, state dicts and whole checkpoints in NumPy's .npz format.
+"""save/load: models, state dicts and whole checkpoints, in NumPy's .npz format or as .safetensors.
+
+The file name's extension chooses the format: ".safetensors" is the format model hubs publish (a
+JSON header and raw arrays, read and written through the safetensors package's NumPy API, no
+PyTorch, nothing to unpickle); it holds flat {name: array} dicts only, such as a state dict.
+Every other name is written as .npz, minires's own format, which holds whole checkpoints.
+PyTorch's pickle-based .pth/.pt are not written; reading them is models.load_weights' job.
 
 A .npz file is a zip of .npy arrays, read here with ``allow_pickle=False``: loading a file never
 runs code. Nested containers are flattened to one array per leaf, under a "/"-joined key:
@@ -28,23 +34,59 @@ from .autograd.tensor import Tensor
 
 STRUCTURE_KEY = "__structure__"
 _SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
+TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")  # the names PyTorch's torch.save files go by
 
 
 def save(obj, path):
-    """Write a Module (its state_dict()) or a (nested) dict of arrays, Tensors and numbers to the .npz
-    file ``path``. Atomic: the data goes to a temporary file in the same folder, which then replaces
-    ``path`` in one step, so a crash mid-write leaves any old file intact."""
+    """Write a Module (its state_dict()) or a (nested) dict of arrays, Tensors and numbers to
+    ``path``: a .safetensors file if the name ends so (named arrays only), else .npz. Atomic: the
+    data goes to a temporary file in the same folder, which then replaces ``path`` in one step, so a
+    crash mid-write leaves any old file intact."""
     state = obj.state_dict() if isinstance(obj, Module) else obj
     if not isinstance(state, dict):
         raise TypeError(f"save: expected a Module or a dict, got {type(obj).__name__}")
+    path = os.fspath(path)
+    if path.endswith(TORCH_SUFFIXES):
+        raise ValueError(f"save: {path}: minires does not write PyTorch's pickle-based files; save to .safetensors "
+                         "(PyTorch reads it with safetensors.torch.load_file) or .npz")
     arrays = {}
     structure = _flatten(state, "", arrays)
-    arrays[STRUCTURE_KEY] = np.array(json.dumps(structure))
+    if path.endswith(".safetensors"):
+        data = _safetensors_bytes(structure, arrays)
+        _write_atomically(path, lambda f: f.write(data))
+    else:
+        arrays[STRUCTURE_KEY] = np.array(json.dumps(structure))
+        _write_atomically(path, lambda f: _write_npz(f, arrays))
+
+
+def load(path):
+    """Read a file written by save(): the saved (nested) dict, in the saved order, arrays as NumPy
+    arrays. A .npz written by other tools loads as a flat {name: array} dict, and so does a
+    .safetensors file (in the file's order: safetensors sorts its entries)."""
     path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        return _load_safetensors(path)
+    _check_npz(path)
+    with np.load(path, allow_pickle=False) as npz:
+        if STRUCTURE_KEY not in npz.files:
+            return {k: npz[k] for k in npz.files}
+        structure = json.loads(str(npz[STRUCTURE_KEY]))
+        return _unflatten(structure, "", npz)
+
+
+def _write_atomically(path, write):
+    """Call write(f) on a new temporary file in path's folder, sync it to disk, then rename it to
+    ``path``: one step, so ``path`` is always either the old file or the complete new one."""
+    folder = os.path.dirname(path) or "."
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # same folder, so os.replace is one rename
     try:
-        with open(tmp, "xb") as f:
-            _write_npz(f, arrays)
+        f = open(tmp, "xb")
+    except OSError as e:  # name the folder, not the temporary file the user never asked for
+        problem = f"is not writable ({e.strerror})" if os.path.isdir(folder) else "does not exist"
+        raise type(e)(f"save: cannot write {path}: the folder {folder} {problem}") from None
+    try:
+        with f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -54,14 +96,41 @@ def save(obj, path):
         raise
 
 
-def load(path):
-    """Read a file written by save(): the saved (nested) dict, in the saved order, arrays as NumPy
-    arrays. A .npz written by other tools loads as a flat {name: array} dict."""
-    with np.load(os.fspath(path), allow_pickle=False) as npz:
-        if STRUCTURE_KEY not in npz.files:
-            return {k: npz[k] for k in npz.files}
-        structure = json.loads(str(npz[STRUCTURE_KEY]))
-        return _unflatten(structure, "", npz)
+def _check_npz(path):
+    """Refuse anything but a zip of .npy arrays before NumPy sees it: np.load takes any other file
+    for a pickle and answers with advice to unpickle it, which minires never gives."""
+    with open(path, "rb") as f:
+        names = zipfile.ZipFile(f).namelist() if zipfile.is_zipfile(f) else None
+    if names is None or not all(name.endswith(".npy") for name in names):
+        hint = " (PyTorch files load with minires.models.load_weights)" if path.endswith(TORCH_SUFFIXES) else ""
+        raise ValueError(f"load: {path} is not a minires/npz weight file{hint}")
+
+
+def _safetensors():
+    """The safetensors package's NumPy API, imported on first use: minires imports without it."""
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError("reading or writing .safetensors files needs the 'safetensors' package, which is not "
+                          "installed (pip install safetensors)") from None
+    return safetensors
+
+
+def _safetensors_bytes(structure, arrays):
+    """The .safetensors file of a flat dict of arrays (structure as _flatten returns it)."""
+    not_array = next((key for key, kind in structure[1] if kind != "array"), None)
+    if not_array is not None:
+        raise TypeError(f"save: a .safetensors file holds named arrays only, and {not_array!r} is not one "
+                        "(save checkpoints with other values as .npz)")
+    return _safetensors().numpy.save(arrays)
+
+
+def _load_safetensors(path):
+    safetensors = _safetensors()
+    try:
+        return safetensors.numpy.load_file(path)
+    except (safetensors.SafetensorError, TypeError) as e:  # TypeError: a dtype NumPy lacks, e.g. bfloat16
+        raise ValueError(f"load: cannot read {path} as a safetensors file: {e}") from None
 
 
 def _write_npz(f, arrays):

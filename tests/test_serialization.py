@@ -2,6 +2,8 @@
 atomic writes, and files that must not run code."""
 import os
 import pickle
+import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -105,8 +107,42 @@ def test_load_never_unpickles(tmp_path):
     with pytest.raises(ValueError, match="allow_pickle"):
         minires.load(path)
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"w": 1}))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a minires/npz weight file"):
         minires.load(tmp_path / "evil.pkl")
+
+
+@pytest.mark.parametrize("name,content", [("weights.pkl", pickle.dumps({"w": 1})), ("notes.npz", b"plain text\n"),
+                                          ("array.npy", None), ("other.zip", None)],
+                         ids=["pickle", "text", "npy", "zip"])
+def test_load_names_a_file_that_is_not_npz_in_one_line(tmp_path, name, content):
+    path = tmp_path / name
+    if name.endswith(".npy"):
+        np.save(path, np.ones(3))
+    elif name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("readme.txt", "hello")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        minires.load(path)
+    assert str(info.value) == f"load: {path} is not a minires/npz weight file"  # never NumPy's "use pickle.load()"
+
+
+def test_load_points_pytorch_files_to_load_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.ones(2)}, tmp_path / "w.pth")  # a zip too, of pickles
+    with pytest.raises(ValueError) as info:
+        minires.load(tmp_path / "w.pth")
+    assert str(info.value) == (f"load: {tmp_path / 'w.pth'} is not a minires/npz weight file "
+                               "(PyTorch files load with minires.models.load_weights)")
+
+
+def test_save_into_a_missing_folder_names_the_folder(tmp_path):
+    path = tmp_path / "runs" / "w.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        minires.save({"w": np.ones(2)}, path)
+    assert str(info.value) == f"save: cannot write {path}: the folder {tmp_path / 'runs'} does not exist"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_load_reads_plain_npz_files(tmp_path):
@@ -121,3 +157,38 @@ def test_tensors_and_float64_models_keep_their_dtype(tmp_path):
     minires.save({"x": minires.Tensor(np.ones(2, np.float32)), "s": np.float32(2)}, tmp_path / "t.npz")
     back = minires.load(tmp_path / "t.npz")
     assert back["x"].dtype == np.float32 and back["s"].shape == () and back["s"].dtype == np.float32
+
+
+# --- .safetensors ---------------------------------------------------------------------------------
+def test_safetensors_round_trip_readable_by_the_safetensors_package(tmp_path):
+    from safetensors.numpy import load_file
+    model = models.resnet18(num_classes=10)
+    model.bn1.num_batches_tracked.data += 3
+    minires.save(model, tmp_path / "r18.safetensors")
+    own = {k: v.numpy() for k, v in model.state_dict().items()}
+    for state in (minires.load(tmp_path / "r18.safetensors"), load_file(tmp_path / "r18.safetensors")):
+        assert sorted(state) == sorted(own)
+        assert all(v.dtype == own[k].dtype and np.array_equal(v, own[k]) for k, v in state.items())
+
+
+def test_safetensors_holds_named_arrays_only(tmp_path):
+    with pytest.raises(TypeError) as info:
+        minires.save({"model": small_model().state_dict(), "epoch": 3}, tmp_path / "ckpt.safetensors")
+    assert str(info.value) == ("save: a .safetensors file holds named arrays only, and 'model' is not one "
+                               "(save checkpoints with other values as .npz)")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unreadable_safetensors_file_is_one_line(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=f"^load: cannot read {re.escape(str(path))} as a safetensors file: "):
+        minires.load(path)
+
+
+def test_save_refuses_pytorch_file_names(tmp_path):
+    with pytest.raises(ValueError) as info:
+        minires.save(small_model(), tmp_path / "w.pth")
+    assert str(info.value) == (f"save: {tmp_path / 'w.pth'}: minires does not write PyTorch's pickle-based files; "
+                               "save to .safetensors (PyTorch reads it with safetensors.torch.load_file) or .npz")
+    assert os.listdir(tmp_path) == []
