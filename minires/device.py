@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Device", "register_device", "get_device", "device_of", "is_device_name", "array_module", "is_array", "to_device"]
+__all__ = ["Device", "register_device", "get_device", "device_of", "is_device_name", "device_or_dtype", "array_module", "is_array", "to_device"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,17 @@ def get_device(name):
 def is_device_name(name):
     """Whether string ``name`` names a device ("cpu", "cuda" or one registered), not a dtype."""
     return name in _by_name or name == "cuda"
+
+
+def device_or_dtype(target, caller):
+    """(device name, None) or (None, numpy dtype) for a ``to(target)`` call, or a one-line error."""
+    if isinstance(target, str) and is_device_name(target):
+        return target, None
+    try:
+        return None, np.dtype(target)
+    except TypeError:
+        names = sorted(set(_by_name) | {"cuda"})
+        raise ValueError(f"{caller}: {target!r} is neither a device ({', '.join(names)}) nor a dtype") from None
 
 
 def device_of(a):

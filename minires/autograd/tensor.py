@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from ..device import array_module, device_of, is_array, is_device_name
+from ..device import array_module, device_of, device_or_dtype, is_array
 
 _grad_enabled = True
 
@@ -140,9 +140,10 @@ class Tensor:
     def to(self, target):
         """A copy on device ``target`` ("cpu", "cuda", ...), or cast to dtype ``target``; self when
         it is already there (as PyTorch). Gradients flow back through either."""
-        if isinstance(target, str) and is_device_name(target):
-            return self if self.device == target else _ew.ToDevice.apply(self, target)
-        return _ew.cast(self, np.dtype(target))
+        device, dtype = device_or_dtype(target, "Tensor.to")
+        if device is not None:
+            return self if self.device == device else _ew.ToDevice.apply(self, device)
+        return _ew.cast(self, dtype)
 
     def cuda(self): return self.to("cuda")
     def cpu(self): return self.to("cpu")

@@ -5,7 +5,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..device import array_module, is_device_name, to_device
+from ..device import array_module, device_or_dtype, to_device
 from ..autograd.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -181,8 +181,7 @@ class Module:
         """Move to a device ("cpu", "cuda", or one registered) or cast floating-point parameters and
         buffers to a dtype, in place (the Parameter objects stay the same, so an optimizer made before
         still holds them)."""
-        device = target if isinstance(target, str) and is_device_name(target) else None
-        dtype = None if device else np.dtype(target)
+        device, dtype = device_or_dtype(target, f"{type(self).__name__}.to")
         for t in list(self.parameters()) + list(self.buffers()):
             if device:
                 t.data = to_device(t.data, device)

@@ -44,11 +44,8 @@ class GetItem(Function):
         ga = xp.zeros(ctx.shape, dtype=g.dtype)
         if _is_basic(ctx.index):
             ga[ctx.index] = g
-        elif hasattr(xp.add, "at"):
+        else:  # repeated indices add up: ufunc.at
             xp.add.at(ga, ctx.index, g)
-        else:  # CuPy
-            import cupyx
-            cupyx.scatter_add(ga, ctx.index, g)
         return ga, None
 
 
