@@ -42,7 +42,8 @@ from numba import njit, prange
 from minires import kernels
 from minires.kernels._geometry import pool_out_size
 from minires.kernels.pooling import avgpool_divisor
-from minires.ops.conv import _live_taps, _winograd
+from minires import plans
+from minires.plans.live_taps import live_window as _live_window
 
 KERNELS = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
            "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "bn_forward+relu", "bn_train_forward+relu",
@@ -97,23 +98,25 @@ def resnet_layers(depth, batch, size):
 
 
 def is_winograd(kind, shape, geo):
-    """Whether conv2d runs this layer's convolution in a training step as Winograd F(4x4, 3x3): its
-    own rule, asked with a float32 stand-in for x."""
+    """Whether conv2d runs this layer's convolution in a training step as Winograd F(4x4, 3x3): the
+    plan plans.choose picks for it in float32."""
     if kind != "conv" or geo[0] != 3:
         return False
+    return plans.choose(problem(shape, geo, shape[1]), (True, True, False)).name == plans.Winograd.name
+
+
+def problem(shape, geo, cout):
+    """The ConvProblem of a float32 CPU convolution of x ``shape``, geometry (k, s, p), cout filters."""
     k, s, p = geo
-    ohw = tuple(kernels.conv_out_size(d, k, s, p, 1) for d in shape[2:])
-    x = np.broadcast_to(np.float32(0), shape)
-    return _winograd(x, ((k, k), (s, s), (p, p), (1, 1)), 1, ohw, True)
+    return plans.ConvProblem(tuple(shape), (cout, shape[1], k, k), (s, s), (p, p), (1, 1), 1, np.dtype(np.float32), "cpu")
 
 
 def live_window(shape, geo):
     """The live taps ((t0, t1), (u0, u1)) of a convolution of x ``shape``, geometry (k, s, p), where
     some of its k x k taps read only padding (small maps: conv2d copies the others out of the weight,
     taps_crop, and puts their gradient back, taps_pad); else None."""
-    k, s, p = geo
-    window = tuple(_live_taps(d, k, s, p, 1, kernels.conv_out_size(d, k, s, p, 1)) for d in shape[2:])
-    return None if window == ((0, k), (0, k)) else window
+    window = _live_window(problem(shape, geo, 1))
+    return None if window == ((0, geo[0]), (0, geo[0])) else window
 
 
 def unrolled(shape, geo):

@@ -7,7 +7,8 @@
 
 Both frameworks get the same weights, batch, input size and thread count, each in a process of its
 own (as each runs for its users: its own thread pools and allocator state; minires tunes glibc's
-malloc at import, see kernels/_malloc.py, which PyTorch's process must not inherit); their runs
+malloc at import, see minires/runtime.py, which PyTorch's process must not inherit); minires runs
+the model fused (minires.fuse), as minires train does; their runs
 alternate (minires, torch, minires, ...) so that machine noise hits both alike, and the median of
 --runs timed runs after one warm-up is reported. A training step is forward, cross-entropy, backward and an SGD
 step (momentum 0.9); inference is an eval-mode forward without a graph. The ratio printed last is
@@ -84,7 +85,7 @@ class Runner:
     """One framework's model, input and step functions for one configuration."""
 
     def __init__(self, framework, config, dtype, torch=None):
-        import minires  # before NumPy, as minires's users import it: see minires/_openblas.py
+        import minires  # before NumPy, as minires's users import it: see minires/runtime.py
         import numpy as np
         self.framework, (name, batch, size, small) = framework, config
         rng = np.random.default_rng(0)
@@ -93,7 +94,7 @@ class Runner:
         minires.manual_seed(0)
         model = getattr(minires.models, name)(small_input=small).to(dtype)
         if framework == "minires":
-            self.model, self.F, self.mr = model, minires.functional, minires
+            self.model, self.F, self.mr = minires.fuse(model, inplace=True), minires.functional, minires
             self.opt = minires.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         else:
             self.torch = torch
@@ -127,7 +128,7 @@ def op_timers(totals):
     """Within: every op's forward and backward (inclusive of the kernels it calls) and every kernel
     call add their seconds to totals["op Name.forward"] / ["kernel name"]."""
     from minires import kernels
-    from minires.function import Function
+    from minires.autograd.function import Function
 
     def timer(fn, label):
         def timed_fn(*args, **kwargs):
