@@ -1,5 +1,5 @@
 """Every op's forward and backward against PyTorch, over the cases of op_cases.CASES, on every CPU
-kernel backend: the output, any state (batch norm's running statistics) and the gradient of every
+kernel backend and with the reference convolution plan forced: the output, any state (batch norm's running statistics) and the gradient of every
 differentiable input for a random upstream gradient, with relative error max|a - b| / max|b| at most
 1e-10 in float64 and 1e-5 in float32.
 
@@ -23,13 +23,17 @@ case_params = pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 dtype_params = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 
 
-@pytest.fixture(params=minires.runtime.CPU_BACKENDS)
+ENGINES = [(backend, "fast") for backend in minires.runtime.CPU_BACKENDS] + [("numpy", "reference")]
+
+
+@pytest.fixture(params=ENGINES, ids=lambda e: "-".join(e))
 def kernel_backend(request):
-    """Runs the test once per CPU kernel implementation."""
-    previous = minires.get_kernels()
-    minires.set_kernels(request.param)
+    """Runs the test once per CPU kernel implementation, and once as the plain version a student
+    reads: NumPy kernels and every convolution the reference plan."""
+    previous = minires.get_kernels(), minires.get_plans()
+    minires.set_kernels(request.param[0]), minires.set_plans(request.param[1])
     yield request.param
-    minires.set_kernels(previous)
+    minires.set_kernels(previous[0]), minires.set_plans(previous[1])
 
 
 def relative_error(actual, expected):
