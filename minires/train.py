@@ -24,6 +24,7 @@ import numpy as np
 from . import functional as F
 from . import models
 from .device import get_device, to_device
+from .fusion import fuse
 from .optim import SGD, AdamW, lr_scheduler
 from .random import manual_seed
 from .serialization import load, save
@@ -112,6 +113,7 @@ def prepare(args):
     manual_seed(args.seed)
     size = source.train.images.shape[-1]
     model = getattr(models, args.model)(num_classes=len(source.train.classes), small_input=size <= SMALL_INPUT_MAX)
+    model = fuse(model, inplace=True)  # each batch norm, residual addition and ReLU as one op
     model.to(args.device)
     train_loader = data.DataLoader(source.train, args.batch_size, shuffle=True, transform=source.train_transform(),
                                    seed=args.seed)
