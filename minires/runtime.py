@@ -15,8 +15,11 @@ Made at import (each kept as the user set it, or turned off, by an environment v
   next GEMM's threads need. Read when Numba loads libgomp (a libgomp already loaded, PyTorch's say,
   keeps its own). Off: set OMP_WAIT_POLICY yourself.
 - Numba's threading layer: OpenMP where libgomp loads (its parallel loops start faster than
-  workqueue's), else workqueue. GNU OpenMP is not fork-safe: programs that fork and run kernels in
-  the child should set NUMBA_THREADING_LAYER=workqueue. Off: set NUMBA_THREADING_LAYER yourself.
+  workqueue's), else workqueue. But where GNU OpenMP is already loaded (PyTorch imported first), it
+  has read its wait policy before minires could set it, and its idle workers would spin against
+  BLAS's threads: then workqueue, which does not use it. GNU OpenMP is not fork-safe: programs that
+  fork and run kernels in the child should set NUMBA_THREADING_LAYER=workqueue. Off: set
+  NUMBA_THREADING_LAYER yourself.
 
 Switches (an environment variable for the start value, a function to change it at run time):
 - kernels: MINIRES_KERNELS / set_kernels("numba" | "numpy"), the CPU kernels' implementation.
@@ -29,7 +32,8 @@ import os
 import sys
 
 __all__ = ["set_kernels", "get_kernels", "set_winograd", "get_winograd", "set_plans", "get_plans",
-           "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED"]
+           "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED",
+           "OPENMP_LOADED_BEFORE"]
 
 CPU_BACKENDS = ("numpy", "numba")
 PLAN_MODES = ("fast", "reference")
@@ -60,13 +64,24 @@ def _tune_malloc():
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
 
 
+def _openmp_loaded():
+    """Whether GNU OpenMP (libgomp) is already loaded in this process (Linux; elsewhere False)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libgomp" in f.read()
+    except OSError:
+        return False
+
+
 MALLOC_TUNED = _tune_malloc()
+OPENMP_LOADED_BEFORE = _openmp_loaded() and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402  (after the variables above: it loads NumPy)
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]  # a permutation of all three
+    first = "workqueue" if OPENMP_LOADED_BEFORE else "omp"
+    numba.config.THREADING_LAYER_PRIORITY = [first] + [n for n in ("omp", "workqueue", "tbb") if n != first]
     numba.config.THREADING_LAYER = "default"  # the first of those that loads
 
 # --- switches --------------------------------------------------------------------------------

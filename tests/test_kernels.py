@@ -161,10 +161,10 @@ def test_a_training_step_reuses_the_kept_col_of_the_previous_one():
     cols = []
     for retain in (False, False, True):
         y = F.conv2d(x, w, padding=1)
-        cols.append(y._node.saved_tensors[2])
+        cols.append(y._node.saved_tensors[0])
         y.sum().backward(retain_graph=retain)
     assert np.shares_memory(cols[0], cols[1]) and np.shares_memory(cols[1], cols[2])
-    assert y._node.saved_tensors[2] is cols[2]  # retained: not given back
+    assert y._node.saved_tensors[0] is cols[2]  # retained: not given back
     kernels.release_scratch()
 
 
@@ -543,6 +543,13 @@ def run_python(code, **env):
     return subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), capture_output=True, text=True)
 
 
+def run_python_args(code, args):
+    """code with command-line args, in an environment without the OpenMP variable that importing
+    minires in this process set (as a user's shell would be)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+
+
 GLIBC = sys.platform.startswith("linux") and hasattr(__import__("ctypes").CDLL(None), "gnu_get_libc_version")
 FAULTS_CODE = """
 import resource, numpy as np, minires
@@ -603,6 +610,29 @@ def test_threading_layer_is_passive_openmp_unless_chosen():
     assert layer in ("omp", "workqueue") and policy == "PASSIVE"
     assert run_python(code, NUMBA_THREADING_LAYER="workqueue", OMP_WAIT_POLICY="ACTIVE").stdout.split() == [
         "workqueue", "ACTIVE"]
+
+
+def test_openmp_loaded_first_by_torch_makes_numba_use_workqueue():
+    """PyTorch imported and run first loads GNU OpenMP, which reads its wait policy then (before
+    minires could make it passive): minires then puts Numba on workqueue, which does not use it, so
+    no idle OpenMP worker spins against the GEMMs' threads. Imported after minires, torch finds
+    the passive policy already set and Numba stays on OpenMP."""
+    pytest.importorskip("torch")
+    code = """if True:
+        import sys, numba, numpy as np
+        order = sys.argv[1].split(",")
+        for name in order:
+            __import__(name)
+        import torch, minires
+        torch.ones(64, 64) @ torch.ones(64, 64)
+        minires.kernels.bn_stats(np.ones((2, 3, 4), np.float32))
+        print(minires.runtime.OPENMP_LOADED_BEFORE, numba.threading_layer())
+    """
+    first = run_python_args(code, ["torch,minires"])
+    assert first.stdout.split() == ["True", "workqueue"], first.stderr
+    if "libgomp" in run_python_args("import torch; print(open('/proc/self/maps').read())", []).stdout:
+        later = run_python_args(code, ["minires,torch"])
+        assert later.stdout.split() == ["False", "omp"], later.stderr
 
 
 def test_kernels_from_several_threads():

@@ -192,4 +192,4 @@ def test_conv_with_a_frozen_weight_saves_neither_input_nor_col(shape, k, winogra
     x = minires.tensor(np.ones(shape), requires_grad=True)
     y = F.conv2d(x, minires.tensor(np.ones((4, 3, k, k))), padding=k // 2)
     assert (y._node.plan.name == minires.plans.Winograd.name) == winograd
-    assert [a is None for a in y._node.saved] == [True, False]  # (col or x or V, weight)
+    assert [a is None for a in y._node.saved_tensors] == [True, False]  # (col or x or V, weight)

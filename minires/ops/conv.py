@@ -15,16 +15,17 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, problem):
         ctx.plan = plans.choose(problem, ctx.needs_input_grad[:3])
-        y, ctx.saved = ctx.plan.forward(x, weight, bias)
+        y, saved = ctx.plan.forward(x, weight, bias)
+        ctx.save_for_backward(*saved)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        return (*ctx.plan.backward(ctx.saved, g), None)
+        return (*ctx.plan.backward(ctx.saved_tensors, g), None)
 
     def release(self):
         """Free the graph below; the plan takes back what it lent (a pooled buffer) for the next step."""
-        plan, saved = vars(self).get("plan"), vars(self).get("saved")
+        plan, saved = vars(self).get("plan"), vars(self).get("_saved")
         super().release()
         if saved is not None:
             plan.release(saved)
