@@ -44,12 +44,13 @@ def source(family):
     in, with #line markers so that compiler messages name the original file and line. One text, so
     that CuPy's compile cache (keyed by the text) sees a change to a header too."""
     path = HERE / f"{family}.cu"
-    out = []
+    out = [f'#line 1 "kernels/cuda/{path.name}"']
     for number, line in enumerate(path.read_text().splitlines(), 1):
         include = re.fullmatch(r'#include "(\w+\.cuh)"', line.strip())
         if include:
             header = HERE / include[1]
-            out += [f'#line 1 "{header.name}"', header.read_text(), f'#line {number + 1} "{path.name}"']
+            out += [f'#line 1 "kernels/cuda/{header.name}"', header.read_text(),
+                    f'#line {number + 1} "kernels/cuda/{path.name}"']
         else:
             out.append(line)
     return "\n".join(out) + "\n"
