@@ -287,6 +287,7 @@ def bn_stats(run, x, eps, block):
     cm = is_channel_major(x)
     stats = np.full((3, c), np.nan, x.dtype)
     _, sn, sc = bn_layout(cm, n, c, length)
+    # one block per channel, one fewer than channels: the channel loop goes round where C > 2
     run((max(1, c - 1),), (block,), (canonical(x, cm), stats, *i32((n, c, length)), sn, sc, x.dtype.type(eps)))
     return stats
 
@@ -308,7 +309,7 @@ def bn_backward(run, gy, x, mean, invstd, weight, bias, training, relu, block):
     shape, sn, sc = bn_layout(cm, n, c, length)
     gx = np.full(shape, np.nan, x.dtype)
     gweight, gbias = np.full(c, np.nan, x.dtype), np.full(c, np.nan, x.dtype)
-    run((2,), (block,), (canonical(gy, cm), canonical(x, cm), mean, invstd, weight, bias, gx, gweight, gbias,
+    run((2,), (block,), (canonical(gy, cm)  # two blocks: the channel loop goes round where C > 2, canonical(x, cm), mean, invstd, weight, bias, gx, gweight, gbias,
                          *i32((n, c, length)), sn, sc, training, relu))
     return (gx.swapaxes(0, 1) if cm else gx), gweight, gbias
 
