@@ -309,7 +309,8 @@ def bn_backward(run, gy, x, mean, invstd, weight, bias, training, relu, block):
     shape, sn, sc = bn_layout(cm, n, c, length)
     gx = np.full(shape, np.nan, x.dtype)
     gweight, gbias = np.full(c, np.nan, x.dtype), np.full(c, np.nan, x.dtype)
-    run((2,), (block,), (canonical(gy, cm)  # two blocks: the channel loop goes round where C > 2, canonical(x, cm), mean, invstd, weight, bias, gx, gweight, gbias,
+    # two blocks: the channel loop goes round where C > 2
+    run((2,), (block,), (canonical(gy, cm), canonical(x, cm), mean, invstd, weight, bias, gx, gweight, gbias,
                          *i32((n, c, length)), sn, sc, training, relu))
     return (gx.swapaxes(0, 1) if cm else gx), gweight, gbias
 
