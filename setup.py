@@ -11,13 +11,16 @@ setup(
     # The compute kernels live in the top-level folder kernels/ (so the layout shows the architecture),
     # but are installed as the sub-package minires.kernels: a top-level "kernels" module would clash
     # with other distributions that ship one under that generic name.
-    packages=find_packages(include=["minires", "minires.*"]) + ["minires.kernels"],
+    packages=find_packages(include=["minires", "minires.*"]) + ["minires.kernels", "minires.kernels.cuda"],
     package_dir={"minires.kernels": "kernels"},
+    package_data={"minires.kernels.cuda": ["*.cu", "*.cuh"]},  # CUDA sources, compiled at run time
     install_requires=["numpy>=1.24", "numba>=0.59", "safetensors>=0.4"],  # safetensors: .safetensors files, NumPy API
     extras_require={
-        "gpu": ["cupy-cuda13x>=13"],
+        "gpu": ["cupy-cuda13x==14.2.0"],
         "train": ["scikit-learn>=1.3", "tqdm>=4.60", "matplotlib>=3.7", "pillow>=10"],
-        "test": ["pytest>=7", "torch==2.13.0", "psutil"],
+        # CuPy (imports without a GPU) and NVRTC from pip, to compile kernels/cuda/*.cu in tests/test_nvrtc.py;
+        # NVRTC pinned to CUDA 13.0, the GPU machines' driver version
+        "test": ["pytest>=7", "torch==2.13.0", "psutil", "cupy-cuda13x==14.2.0", "cuda-toolkit[nvrtc,cudart]==13.0.3.0"],
     },
     entry_points={"console_scripts": ["minires=minires.cli:main"]},
 )
