@@ -33,7 +33,7 @@ def _kernels_from_a_checkout():
 
 _kernels_from_a_checkout()
 from .autograd.tensor import Tensor, is_grad_enabled, no_grad  # noqa: E402  first: the ops import Tensor
-from . import functional, kernels, models, nn, optim, plans  # noqa: E402
+from . import cuda, functional, kernels, models, nn, optim, plans  # noqa: E402
 from .autograd.function import Function  # noqa: E402
 from .autograd.gradcheck import GradcheckError, gradcheck  # noqa: E402
 from .explain import explain  # noqa: E402
@@ -54,6 +54,6 @@ def tensor(data, dtype=None, requires_grad=False):
 
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
-           "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
+           "cuda", "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
            "set_plans", "get_plans", "manual_seed", "fuse", "explain",
            "models", "save", "load", "summary"]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Device", "register_device", "get_device", "device_of", "is_device_name", "device_or_dtype", "array_module", "is_array", "to_device"]
+__all__ = ["Device", "register_device", "get_device", "device_of", "in_use", "is_device_name", "device_or_dtype", "array_module", "is_array", "to_device"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,15 @@ def _cuda():
             raise RuntimeError
     except Exception:
         raise RuntimeError("device 'cuda': CuPy found no CUDA GPU on this machine") from None
-    return register_device(Device("cuda", cupy.ndarray, cupy, to_host=cupy.asnumpy, from_host=cupy.asarray))
+    device = register_device(Device("cuda", cupy.ndarray, cupy, to_host=cupy.asnumpy, from_host=cupy.asarray))
+    from .cuda import _install_cuda  # its kernels and plans
+    _install_cuda()
+    return device
+
+
+def in_use(name):
+    """Whether device ``name`` has been registered (asked for) in this process."""
+    return name in _by_name
 
 
 def get_device(name):
