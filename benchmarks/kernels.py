@@ -3,6 +3,7 @@
     python benchmarks/kernels.py                 # every layer shape, batch 8, 224x224
     python benchmarks/kernels.py --quick         # one shape per kernel (under a minute)
     python benchmarks/kernels.py --batch 16 --size 112 --runs 9
+    python benchmarks/kernels.py --device cuda   # on a GPU: the CUDA kernels against the GPU's ceilings
 
 Every kernel (im2col, into preallocated memory as conv2d calls it; col2im; max/avg pooling forward
 and backward; batch-norm statistics, normalization, the two fused for training, and backward,
@@ -39,6 +40,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+import minires
 from minires import kernels
 from minires.kernels._geometry import pool_out_size
 from minires.kernels.pooling import avgpool_divisor
@@ -59,6 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=224, help="input height and width")
     p.add_argument("--runs", type=int, default=None, help="timed calls per kernel and implementation (default 7, --quick 3)")
     p.add_argument("--quick", action="store_true", help="one representative shape per kernel")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: the GPU's kernels and ceilings")
     p.add_argument("--probe-first-calls", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -325,18 +328,25 @@ def ceilings(quick, runs):
     return gemm, copies[best], best
 
 
-def implementations():
-    """{label: (to_device, sync)}: numpy and numba always, cuda with CuPy and a GPU."""
-    impls = {"numpy": (None, None), "numba": (None, None)}
-    try:
-        import cupy
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no GPU")
-    except Exception:
-        return impls
-    label = "cuda" if any("cuda" in kernel_of(k).impls for k in KERNELS) else "cuda(ref)"
-    impls[label] = (lambda a: cupy.asarray(a) if isinstance(a, np.ndarray) else a, cupy.cuda.Device().synchronize)
-    return impls
+def implementations(device):
+    """{label: (to_device, sync)}: numpy and numba on the CPU; on "cuda", the kernels on CuPy arrays
+    (our CUDA versions where registered, the NumPy reference through CuPy elsewhere)."""
+    if device == "cpu":
+        return {"numpy": (None, None), "numba": (None, None)}
+    minires.device.get_device("cuda")  # registers the CUDA kernels, or says in one line why not
+    import cupy
+    return {"cuda": (lambda a: cupy.asarray(a) if isinstance(a, np.ndarray) else a, cupy.cuda.Device().synchronize)}
+
+
+def gpu_ceilings(quick, runs):
+    """(float32 GEMM GFLOP/s, copy GB/s, how) on the GPU: cuBLAS on 8192^2 matrices, a 256 MB copy."""
+    import cupy
+    n, sync = 4096 if quick else 8192, cupy.cuda.Device().synchronize
+    a = cupy.ones((n, n), cupy.float32)
+    gemm = 2 * n ** 3 / median_time(lambda: a @ a, runs, sync) / 1e9
+    src = cupy.ones(64 << 20, cupy.float32)
+    dst = cupy.empty_like(src)
+    return gemm, 2 * src.nbytes / median_time(lambda: cupy.copyto(dst, src), runs, sync) / 1e9, "cupy.copyto"
 
 
 def kernel_of(name):
@@ -356,7 +366,7 @@ def run_kernel(name, args, impl, to_device, sync, runs):
 
 def probe_first_calls():
     """Child process: the first call of each Numba kernel on small float32 inputs, in seconds (JSON)."""
-    kernels.set_kernels("numpy")  # make_call's own kernel calls must not compile anything
+    minires.set_kernels("numpy")  # make_call's own kernel calls must not compile anything
     rng = np.random.default_rng(0)
     out = {}
     for name in KERNELS:
@@ -411,10 +421,14 @@ def main(argv=None):
         return probe_first_calls()
     runs = args.runs or (3 if args.quick else 7)
     print(describe_machine())
-    gemm, copy, copy_src = ceilings(args.quick, runs)
+    try:
+        impls = implementations(args.device)
+    except RuntimeError as e:
+        print(f"kernels.py: error: {e}", file=sys.stderr)
+        return 2
+    gemm, copy, copy_src = (ceilings if args.device == "cpu" else gpu_ceilings)(args.quick, runs)
     print(f"ceilings: float32 GEMM {gemm:.1f} GFLOP/s; copy {copy:.1f} GB/s ({copy_src}, bytes read + written)")
 
-    impls = implementations()
     rng = np.random.default_rng(0)
     head = f"{'kernel':21} {'shape N x C x H x W':29} {'impl':9} {'ms':>8} {'GB/s':>6} {'%copy':>6} {'GFLOP/s':>8} {'%gemm':>6} {'speedup':>7}"
     print("\n" + head + "\n" + "-" * len(head))
@@ -436,6 +450,8 @@ def main(argv=None):
         for net in ("ResNet-18", "ResNet-50"):
             print(f"  {net}: " + ", ".join(f"{impl} {1e3 * step[impl][net]:.0f} ms" for impl in impls))
 
+    if args.device != "cpu":
+        return 0
     print("\nNumba first call per kernel (float32; fresh process each): compile into an empty cache / load from it;\n"
           "the first kernel called (im2col) also starts Numba's runtime and thread pool")
     for name, (compile_s, load_s) in first_calls().items():

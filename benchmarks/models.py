@@ -4,6 +4,7 @@
     python benchmarks/models.py --config resnet50:8:224 --runs 7 --threads 2
     python benchmarks/models.py --memory              # also peak RSS of a training step, each in a child
     python benchmarks/models.py --breakdown           # also where minires's training step spends its time
+    python benchmarks/models.py --device cuda [--tf32] # on a GPU: the issue's GPU configurations
 
 Both frameworks get the same weights, batch, input size and thread count, each in a process of its
 own (as each runs for its users: its own thread pools and allocator state; minires tunes glibc's
@@ -27,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 USER_ENV = dict(os.environ)  # before minires, imported here, sets variables for itself (see framework_env)
 # The issue's targets: torchvision's ResNet-18 at 32x32 is the 224-pixel architecture on small images
 # (its stem leaves 8x8 maps); ":small" adds the CIFAR stem (3x3, stride 1, no max-pool).
-DEFAULT_CONFIGS = ["resnet50:8:224", "resnet18:16:224", "resnet18:64:32", "resnet18:64:32:small"]
+DEFAULT_CONFIGS = {"cpu": ["resnet50:8:224", "resnet18:16:224", "resnet18:64:32", "resnet18:64:32:small"],
+                   "cuda": ["resnet50:128:224", "resnet18:256:224", "resnet18:512:32"]}
 
 
 def parse_args(argv=None):
@@ -40,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--memory", action="store_true", help="also measure peak RSS of one training step per framework")
     p.add_argument("--breakdown", action="store_true", help="also time minires's steps per op and kernel")
     p.add_argument("--no-torch", action="store_true", help="minires alone")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both frameworks run")
+    p.add_argument("--tf32", action="store_true", help="on a GPU: float32 GEMMs and convolutions on TF32 tensor cores")
     p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--profile", nargs=2, metavar=("CONFIG", "DTYPE"), help=argparse.SUPPRESS)
@@ -84,43 +88,54 @@ def torch_model(torch, name, small_input):
 class Runner:
     """One framework's model, input and step functions for one configuration."""
 
-    def __init__(self, framework, config, dtype, torch=None):
+    def __init__(self, framework, config, dtype, torch=None, device="cpu", tf32=False):
         import minires  # before NumPy, as minires's users import it: see minires/runtime.py
         import numpy as np
-        self.framework, (name, batch, size, small) = framework, config
+        self.framework, (name, batch, size, small), self.device = framework, config, device
         rng = np.random.default_rng(0)
         self.x = rng.standard_normal((batch, 3, size, size)).astype(dtype)
         self.y = rng.integers(0, 1000, batch)
         minires.manual_seed(0)
         model = getattr(minires.models, name)(small_input=small).to(dtype)
         if framework == "minires":
-            self.model, self.F, self.mr = minires.fuse(model, inplace=True), minires.functional, minires
+            if device == "cuda":
+                minires.cuda.set_tf32(tf32)
+            self.model, self.F, self.mr = minires.fuse(model, inplace=True).to(device), minires.functional, minires
             self.opt = minires.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            self.x, self.y = minires.tensor(self.x).to(device), minires.tensor(self.y).to(device)
+            self.sync = minires.cuda.synchronize if device == "cuda" else (lambda: None)
         else:
             self.torch = torch
+            if device == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+                torch.backends.cudnn.benchmark = True
             self.model = torch_model(torch, name, small).to(getattr(torch, dtype))
             self.model.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
+            self.model.to(device)
             self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
-            self.x, self.y = torch.from_numpy(self.x), torch.from_numpy(self.y)
+            self.x, self.y = torch.from_numpy(self.x).to(device), torch.from_numpy(self.y).to(device)
+            self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def train_step(self):
         self.model.train()
         if self.framework == "minires":
-            loss = self.F.cross_entropy(self.model(self.mr.Tensor(self.x)), self.y)
+            loss = self.F.cross_entropy(self.model(self.x), self.y)
         else:
             loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.y)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
+        self.sync()
 
     def infer_step(self):
         self.model.eval()
         if self.framework == "minires":
             with self.mr.no_grad():
-                self.model(self.mr.Tensor(self.x))
+                self.model(self.x)
         else:
             with self.torch.no_grad():
                 self.model(self.x)
+        self.sync()
 
 
 @contextlib.contextmanager
@@ -198,12 +213,16 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def child(framework, config, dtype):
+def child(framework, config, dtype, device, tf32):
     """Peak RSS of two training steps in a fresh process: printed as 'baseline_mb peak_mb'. The peak
     is the kernel's high-water mark (VmHWM), reset after setup; not getrusage's ru_maxrss, which a
     child started by fork + exec inherits from its parent."""
     torch = load_torch() if framework == "torch" else None
-    r = Runner(framework, parse_config(config), dtype, torch)
+    r = Runner(framework, parse_config(config), dtype, torch, device, tf32)
+    if device == "cuda":  # the GPU's memory in arrays: CuPy's pool, PyTorch's caching allocator
+        r.train_step()
+        print(*(n / 2 ** 20 for n in device_memory(r, framework, torch)))
+        return
     baseline = proc_status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS
@@ -212,10 +231,26 @@ def child(framework, config, dtype):
     print(f"{baseline:.1f} {proc_status_mb('VmHWM'):.1f}")
 
 
-def worker(framework, config, dtype):
+def device_memory(r, framework, torch):
+    """(bytes in arrays now, the most at once): after a first step, before the peak's step."""
+    if framework == "torch":
+        now = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(2):
+            r.train_step()
+        return now, torch.cuda.max_memory_allocated()
+    import minires
+    now = minires.cuda.memory_allocated()
+    minires.cuda.reset_peak_memory_stats()
+    for _ in range(2):
+        r.train_step()
+    return now, minires.cuda.max_memory_allocated()
+
+
+def worker(framework, config, dtype, device, tf32):
     """A framework's own process: set up the configuration, say "ready", then for each line "train"
     or "infer" on stdin run one step and print its seconds."""
-    r = Runner(framework, parse_config(config), dtype, load_torch() if framework == "torch" else None)
+    r = Runner(framework, parse_config(config), dtype, load_torch() if framework == "torch" else None, device, tf32)
     print("ready", flush=True)
     for line in sys.stdin:
         print(timed(r.train_step if line.strip() == "train" else r.infer_step), flush=True)
@@ -224,9 +259,9 @@ def worker(framework, config, dtype):
 class Worker:
     """The parent's handle on a worker process: step(mode) -> seconds of one step there."""
 
-    def __init__(self, framework, config, dtype, threads):
+    def __init__(self, framework, config, dtype, threads, device_args):
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", framework, config, dtype,
-                                      "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      "--threads", str(threads), *device_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=framework_env(framework))
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the {framework} worker for {config} did not start")
@@ -264,8 +299,9 @@ def proc_status_mb(field):
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def peak_memory(framework, config, dtype, threads):
-    out = subprocess.run([sys.executable, __file__, "--child", framework, config, dtype, "--threads", str(threads)],
+def peak_memory(framework, config, dtype, threads, device_args):
+    out = subprocess.run([sys.executable, __file__, "--child", framework, config, dtype, "--threads", str(threads),
+                          *device_args],
                          capture_output=True, text=True, check=True, env=framework_env(framework)).stdout.split()
     return float(out[-2]), float(out[-1])
 
@@ -274,14 +310,19 @@ def main():
     args = parse_args()
     set_threads(args.threads)
     if args.child:
-        return child(*args.child)
+        return child(*args.child, args.device, args.tf32)
     if args.worker:
-        return worker(*args.worker)
+        return worker(*args.worker, args.device, args.tf32)
+    device_args = ["--device", args.device] + (["--tf32"] if args.tf32 else [])
+    configs = args.config or DEFAULT_CONFIGS[args.device]
     if args.profile:
         return breakdown(*args.profile, args.modes, args.runs)
     import numpy as np
     import numba
     import minires
+    if args.device == "cuda" and not minires.cuda.is_available():
+        print("models.py: error: --device cuda: no CUDA GPU (or no CuPy) on this machine", file=sys.stderr)
+        return 2
     torch = None if args.no_torch else load_torch()
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -289,10 +330,10 @@ def main():
           f"numba {numba.__version__}" + (f", torch {torch.__version__}" if torch else ", torch not installed")
           + f"; {args.threads} threads; {args.dtype}; median of {args.runs} runs")
     results = []
-    for text in args.config or DEFAULT_CONFIGS:
+    for text in configs:
         config = parse_config(text)
-        mine = Worker("minires", text, args.dtype, args.threads)
-        theirs = Worker("torch", text, args.dtype, args.threads) if torch else None
+        mine = Worker("minires", text, args.dtype, args.threads, device_args)
+        theirs = Worker("torch", text, args.dtype, args.threads, device_args) if torch else None
         for mode in args.modes.split(","):
             first = mine.step(mode)  # includes Numba's compile or cache load on a first call
             if theirs:
@@ -314,15 +355,17 @@ def main():
                 w.close()
     if args.memory:
         print("\npeak RSS of a training step (fresh process each; MB): baseline after setup -> peak")
-        for text in args.config or DEFAULT_CONFIGS[:1]:
-            m = peak_memory("minires", text, args.dtype, args.threads)
+        unit = "GPU memory in arrays" if args.device == "cuda" else "RSS"
+        print(f"(peak {unit})")
+        for text in configs[:1]:
+            m = peak_memory("minires", text, args.dtype, args.threads, device_args)
             line = f"{text:<22} minires {m[0]:7.0f} -> {m[1]:7.0f} (step +{m[1] - m[0]:.0f})"
             if torch:
-                t = peak_memory("torch", text, args.dtype, args.threads)
+                t = peak_memory("torch", text, args.dtype, args.threads, device_args)
                 line += f"   torch {t[0]:7.0f} -> {t[1]:7.0f} (step +{t[1] - t[0]:.0f})   peak ratio {m[1] / t[1]:.2f}x"
             print(line)
     if args.breakdown:
-        for text in args.config or DEFAULT_CONFIGS:
+        for text in configs:
             sys.stdout.flush()
             subprocess.run([sys.executable, __file__, "--profile", text, args.dtype, "--modes", args.modes,
                             "--runs", str(args.runs), "--threads", str(args.threads)], check=True)

@@ -3,7 +3,7 @@ semantics, on NCHW tensors. Each lives in minires/ops/ beside its backward. The 
 minires adds for speed live apart, in minires.fusion."""
 from .ops.batchnorm import batch_norm
 from .ops.conv import conv2d
-from .ops.checks import same_dtype, tensor_arg
+from .ops.checks import tensor_arg
 from .ops.elementwise import relu as _relu
 from .ops.loss import cross_entropy, log_softmax
 from .ops.matmul import linear
