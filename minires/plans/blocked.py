@@ -11,7 +11,7 @@ The backward's gcol lives in scratch memory too.
 """
 from .. import kernels
 from ..device import array_module
-from .im2col_gemm import Im2colGemm, add_bias, bias_grad, channel_major, grouped, weight_grad
+from .im2col_gemm import Im2colGemm, add_bias, grouped
 from .thresholds import THRESHOLDS
 
 
@@ -39,16 +39,8 @@ class BlockedIm2colGemm(Im2colGemm):
         step = max(1, THRESHOLDS["im2col_block_bytes"] // per_image)
         return [(n0, min(n0 + step, p.n)) for n0 in range(0, p.n, step)]
 
-    def backward(self, saved, g):
-        p, xp = self.problem, array_module(g)
-        col, w = saved
-        gy = grouped(channel_major(g), p.groups)
-        gx = None
-        if self.needs[0]:
-            wt = grouped(w, p.groups).swapaxes(1, 2)
-            gcol = xp.matmul(wt, gy, out=kernels.scratch(g, (p.groups, wt.shape[1], gy.shape[2]), g.dtype))
-            gx = kernels.col2im(gcol.reshape(-1, gy.shape[2]), p.x_shape, *p.geometry)
-        return gx, weight_grad(gy, col, p) if self.needs[1] else None, bias_grad(gy, p) if self.needs[2] else None
+    def gcol_memory(self, like, shape):
+        return kernels.scratch(like, shape, like.dtype)
 
     def release(self, saved):
         if saved[0] is not None:

@@ -34,9 +34,14 @@ class Im2colGemm(ConvPlan):
         gy = grouped(channel_major(g), p.groups)
         gx = None
         if self.needs[0]:
-            gcol = xp.matmul(grouped(w, p.groups).swapaxes(1, 2), gy)
+            wt = grouped(w, p.groups).swapaxes(1, 2)
+            gcol = xp.matmul(wt, gy, out=self.gcol_memory(g, (p.groups, wt.shape[1], gy.shape[2])))
             gx = kernels.col2im(gcol.reshape(-1, gy.shape[2]), p.x_shape, *p.geometry)
         return gx, weight_grad(gy, col, p) if self.needs[1] else None, bias_grad(gy, p) if self.needs[2] else None
+
+    def gcol_memory(self, like, shape):
+        """Where gcol goes: a new array (None lets matmul make it)."""
+        return None
 
 
 def grouped(a, groups):
