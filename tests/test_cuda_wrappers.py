@@ -120,7 +120,7 @@ def test_im2col(case, layout, dtype):
     x = layouts(rng_for(case).standard_normal(shape).astype(dtype), layout)
     check(on_device("im2col", x, *geometry), reference("im2col")(x, *geometry))
     n = shape[0]
-    for images in {(0, n), (n - 1, n), (n // 2, n)}:
+    for images in {(0, n), (0, 1), (n - 1, n), (n // 2, n)}:
         check(on_device("im2col", x, *geometry, images=images), reference("im2col")(x, *geometry, images=images))
     ref = reference("im2col")(x, *geometry)
     out = dev(np.full_like(ref, np.nan))
@@ -380,6 +380,25 @@ def test_other_dtypes_are_one_line_errors(dtype):
         with pytest.raises(TypeError) as e:
             call()
         assert str(e.value) == f"{name}: no CUDA kernel for dtype {np.dtype(dtype)} (float32 and float64 only)"
+
+
+def test_the_wrappers_use_only_what_cupy_has():
+    """Every array-module function the wrappers call exists in the installed CuPy (it imports without
+    a GPU), so that the same wrappers run on CuPy arrays."""
+    cupy = pytest.importorskip("cupy")
+    cudacpu.used.clear()
+    x = np.ones((2, 3, 5, 5), np.float32)
+    x3 = x.reshape(2, 3, -1)
+    on_device("col2im", on_device("im2col", x, (3, 3), (1, 1), (1, 1), (1, 1)), x.shape, (3, 3), (1, 1), (1, 1), (1, 1))
+    y, arg = on_device("maxpool_forward", x, (2, 2), (2, 2), (0, 0), (1, 1), (2, 2))
+    on_device("maxpool_backward", y, arg, x.shape, (2, 2), (2, 2), (0, 0), (1, 1))
+    on_device("avgpool_backward", on_device("avgpool_forward", x, (2, 2), (2, 2), (0, 0), (2, 2), 4.0),
+              x.shape, (2, 2), (2, 2), (0, 0), 4.0)
+    y, mean, var, invstd = on_device("bn_train_forward", x3, None, None, 1e-5, True, x3)
+    on_device("bn_backward", y, x3, mean, invstd, None, True)
+    on_device("relu_backward", on_device("add_relu", x, x), x)
+    on_device("sgd_update", x.copy(), x, np.zeros_like(x), 0.1, 0.9, 0.0, 0.0, False, True)
+    assert cudacpu.used and all(hasattr(cupy, name) for name in cudacpu.used), sorted(cudacpu.used)
 
 
 # ---------------------------------------------------------------- the engine on the device
