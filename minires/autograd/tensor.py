@@ -5,6 +5,7 @@ node points to the op's input tensors. backward() sorts the nodes topologically 
 stack (no recursion, so a ResNet-152 is no deeper for Python than a two-layer net), then walks them
 from the output, handing each node the gradient of its output and accumulating what it returns.
 """
+import collections
 import contextlib
 import sys
 
@@ -46,7 +47,7 @@ def as_array(data, dtype=None):
 class Tensor:
     """An n-dimensional array that records the ops applied to it when requires_grad is set."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_node")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_post_accumulate_grad_hooks")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False):
@@ -56,6 +57,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._node = None
+        self._post_accumulate_grad_hooks = None
 
     # --- array facts -------------------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -104,14 +106,22 @@ class Tensor:
             grad = as_array(grad, self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad of shape {grad.shape} does not match the output's shape {self.shape}")
-        leaves = run_backward([self], [grad], retain_graph)
+        leaves = run_backward([self], [grad], retain_graph, leaf_done=_accumulate_grad)
         del grad  # a root gradient held here would look shared to _unshared
-        while leaves:
-            leaf, g = leaves.popitem()
-            if leaf.grad is None:  # g itself when nothing else can see it (see _unshared), else a copy
-                leaf.grad = Tensor(g if _unshared(g) else array_module(g).array(g))
-            else:
-                leaf.grad.data += g
+        while leaves:  # the leaves run_backward could not tell were done earlier
+            _accumulate_grad(next(iter(leaves)), leaves)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call hook(self) each time backward has accumulated this leaf's gradient into .grad, as
+        soon as the gradient is complete (after the last op that uses the leaf has run its backward),
+        while the rest of the backward pass is still to come: DistributedDataParallel starts
+        reducing gradients there. Returns a handle whose remove() unregisters the hook."""
+        if not self.is_leaf:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor accumulates a gradient")
+        if self._post_accumulate_grad_hooks is None:
+            self._post_accumulate_grad_hooks = []
+        self._post_accumulate_grad_hooks.append(hook)
+        return _HookHandle(self._post_accumulate_grad_hooks, hook)
 
     # --- operators (the ops live in minires.ops; see the bottom of this file) -----------------
     def __add__(self, other): return _ew.add(self, other)
@@ -156,6 +166,27 @@ class Tensor:
         return Tensor(self.data.argmax(axis=axis))
 
 
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _accumulate_grad(leaf, leaves):
+    """Move leaf's gradient out of ``leaves`` (a run_backward result) into leaf.grad, then run the
+    leaf's post-accumulate-grad hooks. Popping it here leaves this frame the gradient's only holder."""
+    g = leaves.pop(leaf)
+    if leaf.grad is None:  # g itself when nothing else can see it (see _unshared), else a copy
+        leaf.grad = Tensor(g if _unshared(g) else array_module(g).array(g))
+    else:
+        leaf.grad.data += g
+    for hook in leaf._post_accumulate_grad_hooks or ():
+        hook(leaf)
+
+
 def _unshared(a):
     """Whether array a can become a leaf's .grad as it is, to be accumulated into in place later:
     a writeable array of its own (not a view), referenced only by the caller's variable (as
@@ -179,11 +210,15 @@ def _calibrate():
 _REFS_UNSHARED = _calibrate()
 
 
-def run_backward(roots, grads, retain_graph=False):
+def run_backward(roots, grads, retain_graph=False, leaf_done=None):
     """Backpropagate ``grads`` (arrays) from ``roots`` through the graph; return {leaf: gradient}
     for every leaf tensor that requires grad. Nodes are released as they are done with unless
-    retain_graph, so the saved arrays of the forward pass are freed during the backward pass."""
+    retain_graph, so the saved arrays of the forward pass are freed during the backward pass.
+    leaf_done(leaf, leaves), if given, is called as soon as leaf's gradient in the dict ``leaves``
+    is complete (every use of the leaf has sent its gradient), and is expected to pop it; the dict
+    returned then holds only the rest (a leaf among the roots, or one whose op returned None)."""
     order = _topological_order([t._node for t in roots if t._node is not None])
+    uses_left = _leaf_uses(order) if leaf_done else None  # leaf -> gradients still to come
     pending = {}  # node -> gradient of its output, summed over its uses
     leaves = {}  # leaf tensor -> gradient
     for t, g in zip(roots, grads):
@@ -195,20 +230,40 @@ def run_backward(roots, grads, retain_graph=False):
         g = pending.pop(node, None)
         if g is None:
             continue
-        for t, gi in zip(node.inputs, node.run_backward(g)):
-            if gi is None or t is None or not t.requires_grad:
-                continue
-            gi = array_module(gi).asarray(gi)
-            if gi.shape != t.shape:
-                raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {gi.shape} "
-                                   f"for an input of shape {t.shape}")
-            if gi.dtype != t.dtype:  # an op that promoted mixed dtypes: each input gets its own dtype back, as torch
-                gi = gi.astype(t.dtype)
-            key, store = (t._node, pending) if t._node is not None else (t, leaves)
-            store[key] = gi if key not in store else store[key] + gi
+        reached = _send_gradients(node, g, pending, leaves)
         if not retain_graph:
             node.release()
+        for t in reached if leaf_done else ():  # here, where no temporary holds a leaf's gradient
+            uses_left[t] -= 1
+            if not uses_left[t]:
+                leaf_done(t, leaves)
     return leaves
+
+
+def _send_gradients(node, g, pending, leaves):
+    """Run node's backward on g, the gradient of its output, and add what it returns for each input
+    to ``pending`` (inputs made by ops, by node) or ``leaves``; return the leaves reached, once per use."""
+    reached = []
+    for t, gi in zip(node.inputs, node.run_backward(g)):
+        if gi is None or t is None or not t.requires_grad:
+            continue
+        gi = array_module(gi).asarray(gi)
+        if gi.shape != t.shape:
+            raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {gi.shape} "
+                               f"for an input of shape {t.shape}")
+        if gi.dtype != t.dtype:  # an op that promoted mixed dtypes: each input gets its own dtype back, as torch
+            gi = gi.astype(t.dtype)
+        key, store = (t._node, pending) if t._node is not None else (t, leaves)
+        store[key] = gi if key not in store else store[key] + gi
+        if store is leaves:
+            reached.append(t)
+    return reached
+
+
+def _leaf_uses(order):
+    """Counter of leaf -> how many times the nodes in ``order`` take it as an input (with a gradient)."""
+    return collections.Counter(t for node in order for t in node.inputs
+                               if t is not None and t._node is None and t.requires_grad)
 
 
 def _topological_order(roots):
