@@ -230,17 +230,20 @@ def _winograd_weights_numba(w, out):
 def _weights_loops(w, g, u):
     """w (K, 3, 3, C) (channels last, so that each filter tap is a unit-stride run over C), g = G
     -> u (6, 6, K, C): G w down the columns into gw[a, j], then along the rows. Loops: filters k in
-    parallel > transform rows > c."""
+    parallel > transform rows > c. The row loops run to G's shape, not to the constants 6 and 3: LLVM
+    unrolls constant loops around the vectorized c loop into dozens of copies, which multiplied the
+    kernel's compile time into an empty cache for no speed (see benchmarks/RESULTS.md)."""
     k_out, c_in = w.shape[0], w.shape[3]
+    rows, taps = g.shape
     for k in prange(k_out):
-        gw = np.empty((6, 3, c_in), w.dtype)
-        for a in range(6):
+        gw = np.empty((rows, taps, c_in), w.dtype)
+        for a in range(rows):
             g0, g1, g2 = g[a, 0], g[a, 1], g[a, 2]
-            for j in range(3):
+            for j in range(taps):
                 for c in range(uint64(c_in)):
                     gw[a, j, c] = g0 * w[k, 0, j, c] + g1 * w[k, 1, j, c] + g2 * w[k, 2, j, c]
-        for a in range(6):
-            for b in range(6):
+        for a in range(rows):
+            for b in range(rows):
                 g0, g1, g2 = g[b, 0], g[b, 1], g[b, 2]
                 for c in range(uint64(c_in)):
                     u[a, b, k, c] = g0 * gw[a, 0, c] + g1 * gw[a, 1, c] + g2 * gw[a, 2, c]
