@@ -20,7 +20,7 @@ transforms' constants (1/6, 1/24, ...) make float32 results differ from a direct
 about 1e-6 of their magnitude (1e-15 in float64), against about 1e-7 for im2col + GEMM.
 """
 import numpy as np
-from numba import get_num_threads, njit, prange, uint64
+from numba import get_num_threads, int64, njit, prange, uint64
 
 from ._dispatch import kernel
 from ._geometry import pad, valid_range
@@ -147,7 +147,9 @@ def _chunks(channels):
 # compile into an empty cache. Figures for both: benchmarks/RESULTS.md (the fourth session's
 # "Winograd transforms without their zero terms"). The weight transforms keep the dot products: G is
 # dense, and they are small. Runs are indexed with unsigned integers (see im2col); constants come in
-# the data's dtype (float32 * a float64 constant is computed in float64).
+# the data's dtype (float32 * a float64 constant is computed in float64). Integer constants passed to
+# the helpers are wrapped in int64(): Numba compiles a callee once per distinct literal argument, and
+# bare 0, 1 and 6 at two call sites compiled each helper twice into an empty cache.
 
 @njit(inline="always")
 def _dot6(c, r0, r1, r2, r3, r4, r5):
@@ -230,17 +232,20 @@ def _winograd_weights_numba(w, out):
 def _weights_loops(w, g, u):
     """w (K, 3, 3, C) (channels last, so that each filter tap is a unit-stride run over C), g = G
     -> u (6, 6, K, C): G w down the columns into gw[a, j], then along the rows. Loops: filters k in
-    parallel > transform rows > c."""
+    parallel > transform rows > c. The row loops run to G's shape, not to the constants 6 and 3: LLVM
+    unrolls constant loops around the vectorized c loop into dozens of copies, which multiplied the
+    kernel's compile time into an empty cache for no speed (see benchmarks/RESULTS.md)."""
     k_out, c_in = w.shape[0], w.shape[3]
+    rows, taps = g.shape
     for k in prange(k_out):
-        gw = np.empty((6, 3, c_in), w.dtype)
-        for a in range(6):
+        gw = np.empty((rows, taps, c_in), w.dtype)
+        for a in range(rows):
             g0, g1, g2 = g[a, 0], g[a, 1], g[a, 2]
-            for j in range(3):
+            for j in range(taps):
                 for c in range(uint64(c_in)):
                     gw[a, j, c] = g0 * w[k, 0, j, c] + g1 * w[k, 1, j, c] + g2 * w[k, 2, j, c]
-        for a in range(6):
-            for b in range(6):
+        for a in range(rows):
+            for b in range(rows):
                 g0, g1, g2 = g[b, 0], g[b, 1], g[b, 2]
                 for c in range(uint64(c_in)):
                     u[a, b, k, c] = g0 * gw[a, 0, c] + g1 * gw[a, 1, c] + g2 * gw[a, 2, c]
@@ -315,9 +320,11 @@ def _input_loops(x, cm, v, th, ph, pw, chunks):
                                 o[b] = r[4 * b]
             for j in range(6):  # s[6*a + j] = (B^T d)[a], d: column j of the tiles
                 rj, oj, oi = j % 4, uint64(j // 4), uint64(row + j // 4)
-                _bt_rows(s, j, 6, 0, q, 0, (rj, 4 + rj, 8 + rj, 12 + rj, rj, 4 + rj), (oj, oj, oj, oj, oi, oi), ns)
+                _bt_rows(s, j, int64(6), int64(0), q, int64(0), (rj, 4 + rj, 8 + rj, 12 + rj, rj, 4 + rj),
+                         (oj, oj, oj, oj, oi, oi), ns)
             for a6 in range(0, 36, 6):  # v[a6 + b] = (B^T s_a)[b], s_a: the six rows s[a6:a6 + 6]
-                _bt_rows(v, a6, 1, c, s, 0, (a6, a6 + 1, a6 + 2, a6 + 3, a6 + 4, a6 + 5), (z, z, z, z, z, z), ns)
+                _bt_rows(v, a6, int64(1), c, s, int64(0), (a6, a6 + 1, a6 + 2, a6 + 3, a6 + 4, a6 + 5),
+                         (z, z, z, z, z, z), ns)
 
 
 @winograd_output.register("numba")
@@ -342,10 +349,10 @@ def _output_loops(m, y, th, chunks):
         r, t = np.empty((24, 1, slots), m.dtype), np.empty((16, 1, slots), m.dtype)
         for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
             for b in range(6):  # r[6*i + b] = (A^T m)[i] down column b of the tiles
-                _at_rows(r, b, 6, 0, m, k, (b, 6 + b, 12 + b, 18 + b, 24 + b, 30 + b), ns)
+                _at_rows(r, b, int64(6), int64(0), m, k, (b, 6 + b, 12 + b, 18 + b, 24 + b, 30 + b), ns)
             for i in range(4):  # t[4*i + j] = (A^T r_i)[j], r_i: the six rows r[6*i:6*i + 6]
                 i6 = 6 * i
-                _at_rows(t, 4 * i, 1, 0, r, 0, (i6, i6 + 1, i6 + 2, i6 + 3, i6 + 4, i6 + 5), ns)
+                _at_rows(t, 4 * i, int64(1), int64(0), r, int64(0), (i6, i6 + 1, i6 + 2, i6 + 3, i6 + 4, i6 + 5), ns)
             for n in range(nb):
                 for yy in range(ho):
                     dst, t0 = y[k, n, yy], uint64(yy // 4 * row + n * pitch)
@@ -387,9 +394,9 @@ def _grad_output_loops(g, cm, out, th, chunks):
                         for tx in range(uint64((wo - j + 3) // 4)):
                             o[tx] = rw[4 * tx]
             for j in range(4):  # r[4*a + j] = (A g)[a] down column j of the tiles
-                _a_rows(r, j, 4, 0, q, 0, (j, 4 + j, 8 + j, 12 + j), ns)
+                _a_rows(r, j, int64(4), int64(0), q, int64(0), (j, 4 + j, 8 + j, 12 + j), ns)
             for a in range(6):  # out[6*a + b] = (A r_a)[b], r_a: the four rows r[4*a:4*a + 4]
-                _a_rows(out, 6 * a, 1, k, r, 0, (4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3), ns)
+                _a_rows(out, 6 * a, int64(1), k, r, int64(0), (4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3), ns)
 
 
 def winograd_conv3x3(x, weight, padding, out, v=None):
