@@ -9,8 +9,8 @@ which builds the model (fused, as minires train runs it), runs one untimed step 
 cache load) and then --steps timed steps of one mode, and reports their seconds; nothing else runs
 in it, so no other framework's threads linger there. Rounds interleave the trees (old, new, new,
 old, ...: benchmarks/fresh.py), and medians over all rounds are compared. The ratio printed is NEW's
-throughput over OLD's (above 1: NEW is faster). A tree needs minires.fuse (the worker's API);
-checkouts older than the import fix also need a link minires/kernels -> ../kernels.
+throughput over OLD's (above 1: NEW is faster). Checkouts older than the import fix need a link
+minires/kernels -> ../kernels.
 """
 import argparse
 import os

@@ -85,10 +85,14 @@ class MiniresModel:
         self.plain = getattr(minires.models, name)(small_input=small).to(dtype)
         if device == "cuda":
             minires.cuda.set_tf32(tf32)
-        self.model = minires.fuse(self.plain, inplace=True).to(device)
+        # trees from before minires.fuse and devices (timed by ab.py) fused inside their models
+        self.model = minires.fuse(self.plain, inplace=True) if hasattr(minires, "fuse") else self.plain
         self.opt = minires.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         x, y = fresh.make_batch(batch, size, dtype)
-        self.x, self.y = minires.tensor(x).to(device), minires.tensor(y).to(device)
+        self.x, self.y = minires.tensor(x), minires.tensor(y)
+        if device != "cpu":
+            self.model.to(device)
+            self.x, self.y = self.x.to(device), self.y.to(device)
         self.mr, self.sync = minires, (minires.cuda.synchronize if device == "cuda" else lambda: None)
 
     def state_dict(self):
