@@ -5,11 +5,14 @@ scaled terms); the Numba version is one parallel pass, reading p, grad and the m
 once and writing p and the buffer once. Its arithmetic is the reference's, in the parameter's
 dtype and order, so the two agree exactly.
 """
+import math
+
 from numba import njit, prange
 
 from ._dispatch import kernel
+from ..device import array_module
 
-__all__ = ["sgd_update"]
+__all__ = ["sgd_update", "adamw_update"]
 
 
 @kernel
@@ -52,3 +55,22 @@ def _sgd_loops(p, grad, buf, lr, momentum, keep, weight_decay, nesterov, first):
             buf[i] = b
             d = d + momentum * b if nesterov else b
         p[i] -= lr * d
+
+
+@kernel
+def adamw_update(p, grad, m, v, vmax, lr, beta1, beta2, eps, weight_decay, t):
+    """One AdamW step in place (torch.optim.AdamW; step t counted from 1): p *= 1 - lr * weight_decay;
+    m = beta1 m + (1 - beta1) grad; v = beta2 v + (1 - beta2) grad^2; with amsgrad (vmax an array,
+    else None) vmax = max(vmax, v) stands for v below; p -= lr / (1 - beta1^t) * m / (sqrt(v) /
+    sqrt(1 - beta2^t) + eps). m, v, vmax: the optimizer's state, updated in place."""
+    xp = array_module(p)
+    p *= 1 - lr * weight_decay
+    m *= beta1
+    m += (1 - beta1) * grad
+    v *= beta2
+    v += (1 - beta2) * grad * grad
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+        v = vmax
+    denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
+    p -= (lr / (1 - beta1 ** t)) * m / denom

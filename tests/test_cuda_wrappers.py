@@ -341,6 +341,26 @@ def test_sgd_update(config, layout, dtype):
             check(dev(buf), buf_ref, exact=False)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["nchw", "strided"])
+@pytest.mark.parametrize("amsgrad", [False, True], ids=["adamw", "amsgrad"])
+def test_adamw_update(amsgrad, layout, dtype):
+    """Three steps in place on p and the state m, v (and vmax), p contiguous or a strided view."""
+    rng = rng_for("adamw", amsgrad)
+    p_ref = rng.standard_normal((3, 7, 3, 3)).astype(dtype)
+    p = layouts(p_ref.copy(), layout)
+    state_ref = [np.zeros_like(p_ref) for _ in range(3 if amsgrad else 2)]
+    state = [np.zeros_like(p_ref) for _ in state_ref]
+    for t in range(1, 4):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        args = (1e-2, 0.9, 0.999, 1e-8, 0.05, t)
+        reference("adamw_update")(p_ref, grad, *state_ref, *([] if amsgrad else [None]), *args)
+        assert on_device("adamw_update", p, grad, *state, *([] if amsgrad else [None]), *args) is None
+        check(dev(np.ascontiguousarray(p)), p_ref, exact=False)
+        for s, s_ref in zip(state, state_ref):
+            check(dev(s), s_ref, exact=False)
+
+
 # ---------------------------------------------------------------- launches, errors
 
 def test_a_capped_grid_covers_everything(monkeypatch):

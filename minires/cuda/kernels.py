@@ -3,8 +3,7 @@
 ``register(device, load)`` registers, under ``device``, a version of each kernel of minires.kernels
 that has a CUDA counterpart: im2col, col2im, max and average pooling forward and backward, bn_stats,
 bn_forward, bn_train_forward (bn_stats then bn_forward, as the reference composes them),
-bn_backward, add_relu, relu_backward and sgd_update. (AdamW's kernel, optim.cu's adamw_update, has no
-reference kernel in minires.kernels to stand beside: the optimizer computes its update itself.)
+bn_backward, add_relu, relu_backward, sgd_update and adamw_update.
 ``load(family)`` gives a compiled family (kernels.cuda.Module): kernels.cuda.load compiles it for
 the GPU through CuPy; tests/cuda_cpu/launch.load compiles the same source for the CPU.
 
@@ -21,6 +20,8 @@ Each wrapper has its reference's signature and gives its results: shapes, dtypes
      for int, np.int64 for long long, np.bool_ for bool, the element type for T).
 Only float32 and float64 have kernels; any other dtype is a one-line TypeError.
 """
+import math
+
 import numpy as np
 
 from .. import kernels
@@ -338,6 +339,23 @@ def sgd_update(p, grad, buf, lr, momentum, dampening, weight_decay, nesterov, fi
             array[...] = updated
 
 
+def adamw_update(p, grad, m, v, vmax, lr, beta1, beta2, eps, weight_decay, t):
+    """One AdamW step in place on p and its state m, v (and vmax with amsgrad, else None), as the
+    reference. Arrays that are not C-contiguous are updated through contiguous copies, copied back.
+    Launch: 1-D, a thread per element."""
+    _check_shape("adamw_update", p.shape, grad=grad, m=m, v=v, **({} if vmax is None else {"vmax": vmax}))
+    c = p.dtype.type
+    pc, mc, vc = (_writable(a, p.dtype) for a in (p, m, v))
+    wc = vc if vmax is None else _writable(vmax, p.dtype)  # unread without amsgrad
+    _launch(p, "optim", "adamw_update", (_blocks(p.size),),
+            (pc, array_module(p).ascontiguousarray(grad, dtype=p.dtype), mc, vc, wc, np.int64(p.size),
+             c(1 - lr * weight_decay), c(beta1), c(1 - beta1), c(beta2), c(1 - beta2), c(lr / (1 - beta1 ** t)),
+             c(math.sqrt(1 - beta2 ** t)), c(eps), np.bool_(vmax is not None)))
+    for array, updated in ((p, pc), (m, mc), (v, vc), (vmax, wc)):
+        if array is not None and updated is not array:
+            array[...] = updated
+
+
 WRAPPERS = {f.__name__: f for f in (
     im2col, col2im, maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward,
-    bn_stats, bn_forward, bn_train_forward, bn_backward, add_relu, relu_backward, sgd_update)}
+    bn_stats, bn_forward, bn_train_forward, bn_backward, add_relu, relu_backward, sgd_update, adamw_update)}

@@ -1,11 +1,10 @@
-"""Adam with decoupled weight decay, as torch.optim.AdamW (step t counts from 1):
+"""Adam with decoupled weight decay, as torch.optim.AdamW (step t counts from 1; kernels.adamw_update):
     p = p * (1 - lr * weight_decay)
     m = beta1 * m + (1 - beta1) * grad,   v = beta2 * v + (1 - beta2) * grad^2
     v_hat = max(v_hat, v) (amsgrad) or v
     p = p - lr / (1 - beta1^t) * m / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
 """
-import math
-
+from .. import kernels
 from ..device import array_module
 from .optimizer import Optimizer
 
@@ -27,16 +26,6 @@ class AdamW(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.data)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(p.data)
-        state["step"] = t = int(state["step"]) + 1  # int(): a loaded state may hold it as an array
-        lr, (beta1, beta2) = group["lr"], group["betas"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        p.data *= 1 - lr * group["weight_decay"]
-        m *= beta1
-        m += (1 - beta1) * grad
-        v *= beta2
-        v += (1 - beta2) * grad * grad
-        if group["amsgrad"]:
-            xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
-        denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
-        p.data -= (lr / (1 - beta1 ** t)) * m / denom
+        state["step"] = int(state["step"]) + 1  # int(): a loaded state may hold it as an array
+        kernels.adamw_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                             group["lr"], *group["betas"], group["eps"], group["weight_decay"], state["step"])
