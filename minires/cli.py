@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = {
     "check": "minires.check",
+    "study": "minires.study",
     "summary": "minires.summary",
     "train": "minires.train",
 }
