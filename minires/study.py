@@ -1,12 +1,15 @@
 """Study why shortcuts work: gradient flow through the layers, and the ResNet paper's degradation experiment.
 
     minires study gradflow    [--models plain56,resnet56] [--data digits] [--steps 100] [--out DIR]
-    minires study degradation [--models plain20,plain56,resnet20,resnet56] [--data digits] [--steps 360] [--out DIR]
+    minires study degradation [--models plain20,plain56,resnet20,resnet56] [--data digits] [--steps 180] [--out DIR]
 
-Both train each model with the same recipe, the CIFAR recipe of He et al. 2015 shortened: SGD with
-momentum 0.9 and weight decay 1e-4, batches of 128, learning rate 0.1 divided by 10 at half and at
-three quarters of the steps, random-crop augmentation, the same seed for every model (so the same
-batches in the same order). The models run fused (minires.fuse), which changes no number.
+Both train each model with the same recipe, the CIFAR recipe of He et al. 2015 made short: SGD with
+momentum 0.9 and weight decay 1e-4, batches of 128, the learning rate warmed up linearly from lr/10
+over 12 steps and divided by 10 at half and at three quarters of the steps, random-crop
+augmentation, the same seed for every model (so the same batches in the same order). The peak
+learning rate is 0.02, not the paper's 0.1: in a run this short 0.1 left ResNet-56 at 30% training
+error after 360 steps on digits (and Plain-56 at chance), 0.02 brings it to 3% in 180. The models
+run fused (minires.fuse), which changes no number.
 
 gradflow: at the first step, the last one and --records - 2 steps between, notes for each layer on the
 main path (each convolution but the projection shortcuts', then fc; its index is its depth, 1 to 56
@@ -44,13 +47,13 @@ from .optim import SGD, lr_scheduler
 from .random import manual_seed
 
 SMALL_INPUT_MAX = 64  # the ImageNet-layout models get their small-input stem up to this image size
-RECIPE = dict(lr=0.1, momentum=0.9, weight_decay=1e-4)
+RECIPE = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup=12)
 STUDIES = {
     # name: (help, default models, default steps)
     "gradflow": ("per-layer activations and gradient norms of plain and residual networks, at "
                  "initialisation and through training", "plain56,resnet56", 100),
     "degradation": ("training error against iteration of plain and residual networks of two depths "
-                    "(He et al. 2015, Figure 6)", "plain20,plain56,resnet20,resnet56", 360),
+                    "(He et al. 2015, Figure 6)", "plain20,plain56,resnet20,resnet56", 180),
 }
 
 
@@ -72,7 +75,9 @@ def add_arguments(parser):
         p.add_argument("--data", default="digits", help="digits, cifar10:PATH or folder:PATH (default: digits)")
         p.add_argument("--steps", default=str(steps), help=f"training iterations per model (default: {steps})")
         p.add_argument("--batch-size", default="128", help="default: 128")
-        p.add_argument("--lr", default=str(RECIPE["lr"]), help="initial learning rate (default: 0.1)")
+        p.add_argument("--lr", default=str(RECIPE["lr"]), help=f"peak learning rate (default: {RECIPE['lr']})")
+        p.add_argument("--warmup", default=str(RECIPE["warmup"]),
+                       help=f"steps of linear warmup from lr/10 (default: {RECIPE['warmup']})")
         p.add_argument("--seed", default="0", help="fixes the initial weights, data order and augmentation")
         p.add_argument("--out", default=None, help=f"output folder (default: the first free runs/{name}-N)")
         if name == "gradflow":
@@ -107,6 +112,7 @@ def prepare(args):
     batch_size = _number("--batch-size", args.batch_size, int, 1)
     lr = _number("--lr", args.lr, float, 0.0)
     seed = _number("--seed", args.seed, int, 0)
+    warmup = _number("--warmup", args.warmup, int, 0)
     records = _number("--records", args.records, int, 2) if args.study == "gradflow" else 0
     if records > steps:
         raise UsageError(f"--records {records} is more than --steps {steps}")
@@ -126,7 +132,7 @@ def prepare(args):
     except OSError as e:
         raise UsageError(f"cannot make the output folder {out}: {e.strerror}") from None
     return Setup(names=names, steps=steps, batch_size=batch_size, lr=lr, seed=seed, records=records, out=out,
-                 source=source, data=data, spec=args.data, warmup=getattr(args, "warmup", 0))
+                 source=source, data=data, spec=args.data, warmup=warmup)
 
 
 def _number(option, text, kind, minimum):

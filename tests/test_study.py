@@ -96,6 +96,7 @@ def test_degradation_tiny(tmp_path, capsys):
     (["degradation", "--data", "mnist"], "unknown dataset 'mnist'"),
     (["degradation", "--models", "resnet20,resnet20"], "names a model twice"),
     (["gradflow", "--records", "9", "--steps", "4"], "--records 9 is more than --steps 4"),
+    (["degradation", "--warmup", "-1"], "--warmup must be an integer of at least 0, got '-1'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
