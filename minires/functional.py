@@ -8,9 +8,10 @@ from .ops.elementwise import relu as _relu
 from .ops.loss import cross_entropy, log_softmax
 from .ops.matmul import linear
 from .ops.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .ops.shape import pad
 
 __all__ = ["conv2d", "batch_norm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu", "linear",
-           "log_softmax", "cross_entropy"]
+           "log_softmax", "cross_entropy", "pad"]
 
 
 def relu(input):

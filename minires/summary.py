@@ -8,11 +8,13 @@ pooling and additions are a small fraction):
     Conv2d: N * Cout * Ho * Wo * (Cin / groups) * kh * kw      Linear: rows * in * out
 """
 import argparse
+import inspect
+import sys
 
 import numpy as np
 
 from .device import array_module
-from .models import resnet
+from . import models
 from .nn import Conv2d, Linear
 from .autograd.tensor import Tensor, no_grad
 
@@ -114,21 +116,28 @@ def _macs(module, out):
 
 
 # --- the command line: minires summary MODEL [--input 3x224x224] --------------------------------
-MODELS = [name for name in resnet.__all__ if name[0].islower()]
+MODELS = [name for name in models.__all__ if name[0].islower() and name not in ("load_torch_weights", "torch_state_dict")]
 
 
 def add_arguments(parser):
-    parser.add_argument("model", choices=MODELS, help="the architecture")
-    parser.add_argument("--input", default="3x224x224", type=_shape,
-                        help="input shape CxHxW or NxCxHxW (default 3x224x224)")
-    parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
+    parser.add_argument("model", choices=MODELS, metavar="MODEL", help="the architecture: " + ", ".join(MODELS))
+    parser.add_argument("--input", default=None, type=_shape,
+                        help="input shape CxHxW or NxCxHxW (default 3x224x224; 3x32x32 for the CIFAR networks)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classifier outputs (default 1000; 10 for the CIFAR networks)")
     parser.add_argument("--small-input", action="store_true", help="the 3x3 stem without max-pool for 32x32 images")
     parser.add_argument("--depth", type=int, default=None, help="show modules at most this deep (default: all)")
 
 
 def run(args):
-    model = getattr(resnet, args.model)(num_classes=args.num_classes, small_input=args.small_input)
-    summary(model, args.input, depth=args.depth)
+    build = getattr(models, args.model)
+    cifar = "small_input" not in inspect.signature(build).parameters  # made for 32x32 images only
+    if cifar and args.small_input:
+        print(f"minires summary: error: --small-input: {args.model} has only the small-input stem", file=sys.stderr)
+        return 2
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    model = build(**kwargs) if cifar else build(**kwargs, small_input=args.small_input)
+    summary(model, args.input or ((3, 32, 32) if cifar else (3, 224, 224)), depth=args.depth)
     return 0
 
 

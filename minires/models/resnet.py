@@ -9,15 +9,19 @@ resolution in their first block), global average pooling and one linear classifi
 
 Each block computes relu(F(x) + shortcut(x)); the shortcut is the identity, or a 1x1 convolution +
 batch norm ("downsample") where the shape changes. "v1.5" (torchvision's choice): a Bottleneck
-strides on its 3x3 convolution, not on the first 1x1. small_input=True swaps the stem for a 3x3,
-stride-1 convolution without max-pool, for 32x32 images (CIFAR); module names stay torchvision's.
+strides on its 3x3 convolution, not on the first 1x1. BottleneckV1 strides on the first 1x1, as the
+2015 paper's Caffe models did (resnet50_v1, ...): fewer multiply-adds, and about half a point less
+top-1 on ImageNet in NVIDIA's reports. plain=True builds the paper's plain baseline: the same layers
+without any shortcut, relu(F(x)) (plain18, ..., plain152). small_input=True swaps the stem for a
+3x3, stride-1 convolution without max-pool, for 32x32 images (CIFAR); module names stay torchvision's.
 The code reads as torchvision's. minires.fuse(model) gives the same model with each batch norm, the
 residual addition and ReLU after it as one op (models/fused.py), as ``minires train`` runs it.
 """
 from .. import nn
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-           "resnext50_32x4d", "wide_resnet50_2"]
+__all__ = ["ResNet", "BasicBlock", "Bottleneck", "BottleneckV1", "resnet18", "resnet34", "resnet50", "resnet101",
+           "resnet152", "resnext50_32x4d", "wide_resnet50_2", "resnet50_v1", "resnet101_v1", "resnet152_v1",
+           "plain18", "plain34", "plain50", "plain101", "plain152"]
 
 
 def conv3x3(in_planes, out_planes, stride=1, groups=1):
@@ -35,14 +39,21 @@ def make_downsample(in_planes, out_planes, stride):
     return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
 
 
+def check_plain(block, plain, downsample):
+    if plain and downsample is not None:
+        raise ValueError(f"{block}: a plain block has no shortcut, so it takes no downsample")
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
-    (N, inplanes, H, W) -> (N, planes, H/stride, W/stride). ResNet-18 and -34 are made of these."""
+    (N, inplanes, H, W) -> (N, planes, H/stride, W/stride). ResNet-18 and -34 are made of these.
+    plain=True drops the shortcut: relu(bn2(conv2(...))), a block of the paper's plain networks."""
 
     expansion = 1  # output channels = planes * expansion
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, plain=False):
         super().__init__()
+        check_plain(type(self).__name__, plain, downsample)
         if groups != 1 or base_width != 64:
             raise ValueError(f"BasicBlock: only groups=1 and base_width=64 are supported, "
                              f"got groups={groups}, base_width={base_width}")
@@ -53,6 +64,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.stride = stride
+        self.plain = plain
 
     def forward(self, x):
         identity = x
@@ -67,7 +79,8 @@ class BasicBlock(nn.Module):
         if self.downsample is not None:
             identity = self.downsample(x)
 
-        out += identity
+        if not self.plain:  # a plain network has no shortcut: F(x) alone
+            out += identity
         out = self.relu(out)
         return out
 
@@ -79,19 +92,23 @@ class Bottleneck(nn.Module):
     (N, inplanes, H, W) -> (N, 4 planes, H/stride, W/stride). ResNet-50/101/152 are made of these."""
 
     expansion = 4
+    stride_in_1x1 = False  # v1.5; BottleneckV1 strides on conv1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, plain=False):
         super().__init__()
+        check_plain(type(self).__name__, plain, downsample)
         width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = conv1x1(inplanes, width)
+        stride1, stride2 = (stride, 1) if self.stride_in_1x1 else (1, stride)
+        self.conv1 = conv1x1(inplanes, width, stride1)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride, groups)
+        self.conv2 = conv3x3(width, width, stride2, groups)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
+        self.plain = plain
 
     def forward(self, x):
         identity = x
@@ -110,9 +127,18 @@ class Bottleneck(nn.Module):
         if self.downsample is not None:
             identity = self.downsample(x)
 
-        out += identity
+        if not self.plain:  # a plain network has no shortcut: F(x) alone
+            out += identity
         out = self.relu(out)
         return out
+
+
+class BottleneckV1(Bottleneck):
+    """The 2015 paper's bottleneck (ResNet v1, Caffe): the stride on the first 1x1 convolution. That
+    1x1 then computes at a quarter of v1.5's positions (the 3x3 costs the same in both, at the output
+    resolution), but it drops three input positions in four before any 3x3 has looked at them."""
+
+    stride_in_1x1 = True
 
 
 class ResNet(nn.Module):
@@ -120,16 +146,14 @@ class ResNet(nn.Module):
 
     Initialization as torchvision: convolutions kaiming_normal_(mode="fan_out", relu), batch norms
     weight 1 and bias 0, fc PyTorch's Linear default. zero_init_residual zeroes the weight of each
-    block's last BN, so every block starts as the identity (Goyal et al., 2017)."""
+    block's last BN, so every block starts as the identity (Goyal et al., 2017). plain=True: no
+    shortcuts anywhere (the paper's plain baseline; the stride-2 convolutions alone downsample)."""
 
     def __init__(self, block, layers, num_classes=1000, zero_init_residual=False, groups=1, width_per_group=64,
-                 small_input=False):
+                 small_input=False, plain=False):
         super().__init__()
-        if len(layers) != 4 or not all(isinstance(n, int) and n >= 1 for n in layers):
-            raise ValueError(f"ResNet: layers must be four positive block counts, got {layers!r}")
-        if num_classes < 1:
-            raise ValueError(f"ResNet: num_classes must be positive, got {num_classes}")
-        self.inplanes, self.groups, self.base_width = 64, groups, width_per_group
+        check_network("ResNet", layers, 4, num_classes, plain, zero_init_residual)
+        self.inplanes, self.groups, self.base_width, self.plain = 64, groups, width_per_group, plain
         if small_input:
             self.conv1 = conv3x3(3, self.inplanes)
         else:
@@ -144,30 +168,23 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.zeros_(m.bn3.weight)
-                elif isinstance(m, BasicBlock):
-                    nn.init.zeros_(m.bn2.weight)
+        init_weights(self, zero_init_residual)
 
     def _make_layer(self, block, planes, blocks, stride=1):
         """A stage: the first block changes the width and/or strides (with a projection shortcut
-        when the shape changes), the other blocks keep the shape."""
+        when the shape changes, none in a plain network), the other blocks keep the shape."""
         shortcut = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            shortcut = make_downsample(self.inplanes, planes * block.expansion, stride)
-        layers = [block(self.inplanes, planes, stride, shortcut, self.groups, self.base_width)]
+        if not self.plain and (stride != 1 or self.inplanes != planes * block.expansion):
+            shortcut = self._shortcut(self.inplanes, planes * block.expansion, stride)
+        layers = [block(self.inplanes, planes, stride, shortcut, self.groups, self.base_width, plain=self.plain)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, groups=self.groups, base_width=self.base_width)
+        layers += [block(self.inplanes, planes, groups=self.groups, base_width=self.base_width, plain=self.plain)
                    for _ in range(1, blocks)]
         return nn.Sequential(*layers)
+
+    def _shortcut(self, inplanes, out_planes, stride):
+        """The shortcut where a block changes the shape: a projection, option B of the paper."""
+        return make_downsample(inplanes, out_planes, stride)
 
     def forward(self, x):
         """x (N, 3, H, W) -> logits (N, num_classes)."""
@@ -185,6 +202,33 @@ class ResNet(nn.Module):
         x = x.flatten(1)
         x = self.fc(x)
         return x
+
+
+def check_network(name, layers, stages, num_classes, plain, zero_init_residual):
+    """The checks every ResNet-like network makes of its arguments (ValueError naming the class)."""
+    if len(layers) != stages or not all(isinstance(n, int) and n >= 1 for n in layers):
+        raise ValueError(f"{name}: layers must be {stages} positive block counts, got {layers!r}")
+    if num_classes < 1:
+        raise ValueError(f"{name}: num_classes must be positive, got {num_classes}")
+    if plain and zero_init_residual:
+        raise ValueError(f"{name}: zero_init_residual would zero every block of a plain network")
+
+
+def init_weights(model, zero_init_residual=False):
+    """torchvision's initialization: He et al.'s normal for convolutions (std sqrt(2 / fan_out)),
+    batch norms weight 1 and bias 0; with zero_init_residual each block's last BN weight 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
+            elif isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
 
 
 def resnet18(num_classes=1000, zero_init_residual=False, small_input=False):
@@ -222,3 +266,46 @@ def wide_resnet50_2(num_classes=1000, zero_init_residual=False, small_input=Fals
     """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (the 1x1 expansions keep their
     width), 68,883,240 parameters."""
     return resnet50(num_classes, zero_init_residual, small_input, width_per_group=128)
+
+
+def resnet50_v1(num_classes=1000, zero_init_residual=False, small_input=False):
+    """ResNet-50 v1 (stride on each bottleneck's first 1x1): ResNet-50's 25,557,032 parameters and
+    3.86 G multiply-adds at 224x224, against v1.5's 4.09 G."""
+    return ResNet(BottleneckV1, [3, 4, 6, 3], num_classes, zero_init_residual, small_input=small_input)
+
+
+def resnet101_v1(num_classes=1000, zero_init_residual=False, small_input=False):
+    """ResNet-101 v1: ResNet-101's parameters, stride on the first 1x1."""
+    return ResNet(BottleneckV1, [3, 4, 23, 3], num_classes, zero_init_residual, small_input=small_input)
+
+
+def resnet152_v1(num_classes=1000, zero_init_residual=False, small_input=False):
+    """ResNet-152 v1: ResNet-152's parameters, stride on the first 1x1."""
+    return ResNet(BottleneckV1, [3, 8, 36, 3], num_classes, zero_init_residual, small_input=small_input)
+
+
+# The plain networks: each ResNet without its shortcuts (no projections either), the baseline of
+# He et al. 2015's Figure 4. They have ResNet's parameters less the projection shortcuts'.
+def plain18(num_classes=1000, small_input=False):
+    """Plain-18: ResNet-18 without shortcuts, 11,515,688 parameters."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, small_input=small_input, plain=True)
+
+
+def plain34(num_classes=1000, small_input=False):
+    """Plain-34: ResNet-34 without shortcuts, 21,623,848 parameters."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, small_input=small_input, plain=True)
+
+
+def plain50(num_classes=1000, small_input=False):
+    """Plain-50: ResNet-50 without shortcuts, 22,780,456 parameters."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, small_input=small_input, plain=True)
+
+
+def plain101(num_classes=1000, small_input=False):
+    """Plain-101: ResNet-101 without shortcuts, 41,772,584 parameters."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, small_input=small_input, plain=True)
+
+
+def plain152(num_classes=1000, small_input=False):
+    """Plain-152: ResNet-152 without shortcuts, 57,416,232 parameters."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, small_input=small_input, plain=True)

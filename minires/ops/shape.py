@@ -91,3 +91,30 @@ def getitem(a, index):
         return GetItem.apply(a, index)
     except IndexError as e:
         raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape {a.shape}: {e}") from None
+
+
+class Pad(Function):
+    """Constant padding: forward copies the input into a larger array filled with ``value``; backward
+    cuts the input's window out of the gradient (the padding depends on no input)."""
+
+    @staticmethod
+    def forward(ctx, a, widths, value):
+        ctx.window = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, a.shape))
+        return array_module(a).pad(a, widths, constant_values=value)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.window], None, None
+
+
+def pad(input, pad, mode="constant", value=0.0):
+    """PyTorch's F.pad, constant mode: ``pad`` lists (before, after) widths from the last axis
+    backwards, e.g. (left, right, top, bottom, front, back) for an NCHW tensor's W, H and C axes."""
+    input, pad = input if isinstance(input, Tensor) else Tensor(input), tuple(pad)
+    if mode != "constant":
+        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    if len(pad) % 2 or len(pad) > 2 * input.ndim or not all(isinstance(p, (int, np.integer)) and p >= 0 for p in pad):
+        raise ValueError(f"pad: pad must be pairs of non-negative ints for at most {input.ndim} axes, got {pad!r}")
+    pairs = [(int(pad[i]), int(pad[i + 1])) for i in range(0, len(pad), 2)][::-1]  # first axis first
+    widths = ((0, 0),) * (input.ndim - len(pairs)) + tuple(pairs)
+    return Pad.apply(input, widths, value)
