@@ -93,7 +93,8 @@ def _noting(forward, name, seen, names):
 # --- the command line: minires explain MODEL [--input N,C,H,W] [--train|--eval] [--device cpu] ------
 def add_arguments(parser):
     parser.add_argument("model", help="a model of the zoo, e.g. resnet50")
-    parser.add_argument("--input", default="1,3,224,224", help="input shape N,C,H,W (default 1,3,224,224)")
+    parser.add_argument("--input", default=None, help="input shape N,C,H,W (default 1,3,224,224; 1,3,32,32 for the "
+                        "CIFAR networks)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--train", dest="training", action="store_true", help="training: gradients wanted")
     mode.add_argument("--eval", dest="training", action="store_false", help="inference (the default)")
@@ -103,12 +104,10 @@ def add_arguments(parser):
 
 def run(args):
     from . import models
-    from .summary import MODELS
     try:
-        if args.model not in MODELS:
-            raise ValueError(f"unknown model {args.model!r}: expected one of {', '.join(MODELS)}")
-        shape = _shape(args.input)
-        model = getattr(models, args.model)(small_input=args.small_input).to(args.device)
+        model = models.build(args.model, small_input=args.small_input)
+        shape = _shape(args.input or ("1,3,32,32" if models.is_cifar(args.model) else "1,3,224,224"))
+        model.to(args.device)
         rows = explain(model, shape, training=args.training, device=args.device)
     except (ValueError, RuntimeError) as e:
         print(f"minires explain: error: {e}", file=sys.stderr)

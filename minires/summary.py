@@ -8,7 +8,6 @@ pooling and additions are a small fraction):
     Conv2d: N * Cout * Ho * Wo * (Cin / groups) * kh * kw      Linear: rows * in * out
 """
 import argparse
-import inspect
 import sys
 
 import numpy as np
@@ -116,7 +115,7 @@ def _macs(module, out):
 
 
 # --- the command line: minires summary MODEL [--input 3x224x224] --------------------------------
-MODELS = [name for name in models.__all__ if name[0].islower() and name not in ("load_torch_weights", "torch_state_dict")]
+MODELS = models.ARCHITECTURES
 
 
 def add_arguments(parser):
@@ -130,14 +129,12 @@ def add_arguments(parser):
 
 
 def run(args):
-    build = getattr(models, args.model)
-    cifar = "small_input" not in inspect.signature(build).parameters  # made for 32x32 images only
-    if cifar and args.small_input:
-        print(f"minires summary: error: --small-input: {args.model} has only the small-input stem", file=sys.stderr)
+    try:
+        model = models.build(args.model, args.num_classes, args.small_input)
+    except ValueError as e:
+        print(f"minires summary: error: {e}", file=sys.stderr)
         return 2
-    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    model = build(**kwargs) if cifar else build(**kwargs, small_input=args.small_input)
-    summary(model, args.input or ((3, 32, 32) if cifar else (3, 224, 224)), depth=args.depth)
+    summary(model, args.input or ((3, 32, 32) if models.is_cifar(args.model) else (3, 224, 224)), depth=args.depth)
     return 0
 
 
