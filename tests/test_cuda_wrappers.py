@@ -33,7 +33,7 @@ LAYOUTS = ["nchw", "channel-major", "strided", "channel-slice"]
 
 @pytest.fixture(scope="module", autouse=True)
 def device():
-    cudacpu.install()
+    cudacpu.install(max_grid=wrappers.MAX_GRID, block=wrappers.BLOCK)  # the GPU's grids and blocks
 
 
 def rng_for(*key):

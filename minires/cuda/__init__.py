@@ -108,10 +108,11 @@ def _tracking_allocator(pool):
     return malloc
 
 
-def install(device, load):
-    """Register under ``device`` the CUDA kernels compiled by ``load(family)`` and the GPU's plans."""
+def install(device, load, **options):
+    """Register under ``device`` the CUDA kernels compiled by ``load(family)`` and the GPU's plans;
+    options: those of kernels.register (max_grid, block)."""
     from . import kernels
-    kernels.register(device, load)
+    kernels.register(device, load, **options)
     if not plans.rules(device):
         for rule in RULES:
             plans.register(device, rule)

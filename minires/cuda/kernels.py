@@ -39,10 +39,15 @@ MAX_GRID = 65535  # blocks per grid axis (CUDA's limit on y); more would only qu
 _devices = {}  # device name -> (load, {family: compiled family})
 
 
-def register(device, load):
+def register(device, load, max_grid=MAX_GRID, block=BLOCK):
     """Make the wrappers below ``device``'s versions of minires's kernels, launching kernels that
-    ``load(family)`` compiles (each family once)."""
-    _devices[device] = (load, {})
+    ``load(family)`` compiles (each family once), with at most ``max_grid`` blocks per grid axis and
+    ``block`` threads per block (a multiple of 32). A device that runs a block's threads as OS
+    threads, the CPU shim's, wants few of both: the kernels' grid-stride loops then cover the work
+    with fewer, longer threads."""
+    if block % 32 or not 32 <= block <= 1024:
+        raise ValueError(f"register: block must be a multiple of 32 from 32 to 1024, got {block}")
+    _devices[device] = (load, {}, max_grid, block)
     for name, wrapper in WRAPPERS.items():
         getattr(kernels, name).register(device)(wrapper)
 
@@ -51,14 +56,15 @@ def register(device, load):
 
 def _launch(a, family, name, grid, args):
     """Launch kernel ``name`` of ``family`` for a's dtype, as compiled for a's device: grid a tuple of
-    block counts (none is launched when one is 0: nothing to do), BLOCK threads per block."""
+    block counts (none is launched when one is 0: nothing to do), the device's threads per block
+    (BLOCK unless registered otherwise: grid-stride loops cover any shortfall)."""
     if a.dtype not in C_TYPES:
         raise TypeError(f"{name}: no CUDA kernel for dtype {a.dtype} (float32 and float64 only)")
-    load, families = _devices[device_of(a).name]
+    load, families, max_grid, block = _devices[device_of(a).name]
     if family not in families:
         families[family] = load(family)
     if min(grid) > 0:
-        families[family].kernel(name, a.dtype)(grid, (BLOCK,), args)
+        families[family].kernel(name, a.dtype)(tuple(min(g, max_grid) for g in grid), (block,), args)
 
 
 def _blocks(count):

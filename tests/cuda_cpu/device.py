@@ -16,6 +16,10 @@ from minires.device import Device, register_device
 from . import launch
 
 NAME = "cudacpu"
+# The shim runs a launch's blocks one after another, each block's threads as OS threads meeting at
+# barriers: a few small blocks (the kernels' grid-stride loops do the rest) keep whole models quick
+# on the CPU. tests/test_cuda_wrappers.py also runs the GPU's grids and blocks.
+MAX_GRID, BLOCK = 2, 32
 
 
 class CudaCpuArray(np.ndarray):
@@ -56,8 +60,9 @@ def to_host(a):
     return np.array(a, order="K").view(np.ndarray)
 
 
-def install():
+def install(max_grid=MAX_GRID, block=BLOCK):
     """Register the device, with what a GPU gets (minires.cuda.install: the CUDA kernel wrappers as its
-    kernels, the GPU's convolution plans), again on each call: cheap."""
+    kernels, the GPU's convolution plans), again on each call: cheap. max_grid, block: blocks per grid
+    axis at most and threads per block (minires.cuda.kernels.MAX_GRID and BLOCK: the GPU's)."""
     register_device(Device(NAME, CudaCpuArray, _ArrayModule(), to_host=to_host, from_host=to_device))
-    minires.cuda.install(NAME, launch.load)
+    minires.cuda.install(NAME, launch.load, max_grid=max_grid, block=block)
