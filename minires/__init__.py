@@ -41,6 +41,7 @@ from .runtime import get_kernels, get_plans, get_winograd, set_kernels, set_plan
 from .serialization import load, save  # noqa: E402
 from .summary import summary  # noqa: E402
 from .autograd.tensor import as_array as _as_array  # noqa: E402
+from .anomaly import AnomalyError, detect_anomaly  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -54,4 +55,4 @@ def tensor(data, dtype=None, requires_grad=False):
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
            "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
            "set_plans", "get_plans", "manual_seed",
-           "models", "save", "load", "summary"]
+           "models", "save", "load", "summary", "detect_anomaly", "AnomalyError"]

@@ -6,6 +6,7 @@ A subclass gives two static methods over plain arrays:
 ``Op.apply(*args)`` runs forward and, when a gradient is needed, records the call in the graph. The
 ``ctx`` is the graph node itself: forward stores on it whatever backward needs.
 """
+from .. import anomaly as _anomaly
 from . import tensor as _tensor
 from .tensor import Tensor
 
@@ -30,7 +31,10 @@ class Function:
         grad_enabled = _tensor.is_grad_enabled()
         ctx.needs_input_grad = tuple(grad_enabled and isinstance(a, Tensor) and a.requires_grad for a in args)
         _check_same_device(cls.__name__, args)
-        out = cls.forward(ctx, *(a.data if isinstance(a, Tensor) else a for a in args))
+        arrays = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+        out = cls.forward(ctx, *arrays)
+        if _anomaly.enabled:
+            _anomaly.check_forward(ctx, arrays, out)
         result = Tensor(out, requires_grad=any(ctx.needs_input_grad) and _is_float(out))
         if result.requires_grad:
             ctx.inputs = tuple(_edge(a) for a in args)

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from .. import anomaly as _anomaly
 from ..device import array_module, device_of, is_array, is_device_name
 
 _grad_enabled = True
@@ -194,7 +195,10 @@ def run_backward(roots, grads, retain_graph=False):
         g = pending.pop(node, None)
         if g is None:
             continue
-        for t, gi in zip(node.inputs, node.run_backward(g)):
+        node_grads = node.run_backward(g)
+        if _anomaly.enabled:
+            _anomaly.check_backward(node, g, node_grads)
+        for t, gi in zip(node.inputs, node_grads):
             if gi is None or t is None or not t.requires_grad:
                 continue
             gi = array_module(gi).asarray(gi)

@@ -5,6 +5,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from .. import anomaly as _anomaly
 from ..device import array_module, is_device_name, to_device
 from ..autograd.tensor import Tensor
 
@@ -34,6 +35,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
+        if _anomaly.enabled:  # keep the stack of modules that anomaly errors name
+            return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     # --- registration ------------------------------------------------------------------------
