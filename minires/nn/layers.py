@@ -64,6 +64,7 @@ class BatchNorm2d(Module):
     def forward(self, x, relu=False, residual=None):
         """relu=True: relu(bn(x)) as one op; residual: bn(x) + residual (then the ReLU) in the same op
         (minires extensions; see F.batch_norm)."""
+        self._check_channels(x)
         if x.ndim != 4:
             raise ValueError(f"BatchNorm2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
         momentum = self.momentum
@@ -75,6 +76,12 @@ class BatchNorm2d(Module):
         track = not self.training or self.track_running_stats
         return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
                             self.weight, self.bias, use_batch_stats, momentum or 0.0, self.eps, relu, residual)
+
+    def _check_channels(self, x):
+        """Name a channel mismatch as one, not as the running statistics' shapes disagreeing."""
+        if x.ndim >= 2 and x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm2d({self.num_features}): input has {x.shape[1]} channels, "
+                             f"expected {self.num_features}")
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
