@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import anomaly as _anomaly
 from ..device import array_module, is_device_name, to_device
+from ..autograd.function import check_dtype
 from ..autograd.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -185,7 +186,7 @@ class Module:
         buffers to a dtype, in place (the Parameter objects stay the same, so an optimizer made before
         still holds them)."""
         device = target if isinstance(target, str) and is_device_name(target) else None
-        dtype = None if device else np.dtype(target)
+        dtype = None if device else _float_dtype(target)
         for t in list(self.parameters()) + list(self.buffers()):
             if device:
                 t.data = to_device(t.data, device)
@@ -217,3 +218,13 @@ class Module:
         return head + ("\n  " + "\n  ".join(lines) + "\n" if lines else "") + ")"
 
 
+def _float_dtype(target):
+    """Module.to's dtype: float32 or float64 (a cast of integer buffers would be meaningless)."""
+    try:
+        dtype = np.dtype(target)
+    except TypeError:
+        raise TypeError(f"Module.to: {target!r} is neither a device nor a dtype") from None
+    if dtype.kind != "f":
+        raise TypeError(f"Module.to: expected a device or a floating-point dtype, got {dtype}")
+    check_dtype("Module.to", dtype)
+    return dtype
