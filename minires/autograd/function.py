@@ -99,7 +99,7 @@ def check_dtype(name, dtype):
 def _check_dtypes(name, values):
     for v in values:
         dtype = getattr(v, "dtype", None)  # arrays and NumPy scalars
-        if isinstance(dtype, np.dtype):
+        if dtype is not None and dtype not in SUPPORTED_FLOATS and isinstance(dtype, np.dtype):
             check_dtype(name, dtype)
 
 
