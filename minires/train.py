@@ -29,6 +29,7 @@ import shlex
 import shutil
 import signal
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -394,11 +395,13 @@ class _StopSignals:
     """While a command runs, SIGINT (Ctrl-C) and SIGTERM raise Interrupted where the main thread is,
     except inside ``held()`` (a commit), which they wait for: a run stops at once, and no commit is
     cut short (a kill can cut one, and loses nothing, but leaves a folder for the next run to remove).
-    The handlers before are put back on exit."""
+    The handlers before are put back on exit. Outside the main thread, which alone may set signal
+    handlers (a run started from another thread), signals are left as they are."""
 
     def __enter__(self):
-        self.holding, self.pending = False, None
-        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.holding, self.pending, self.previous = False, None, {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc):

@@ -151,6 +151,22 @@ def test_an_interrupt_before_the_first_commit_says_to_start_again(data, tmp_path
     assert not err.splitlines()[-1].endswith("--resume") and assert_consistent(tmp_path) == 0
 
 
+@pytest.mark.parametrize("where, extra, message", [
+    ("manual_seed", [], "before training began"),  # prepare() seeds just before making the model
+    ("evaluate", ["--eval-only"], "in the evaluation"),
+])
+def test_an_interrupt_outside_training(where, extra, message, data, straight, tmp_path, capsys, monkeypatch):
+    def interrupted(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args)
+
+    real = getattr(minires.train, where)
+    monkeypatch.setattr(minires.train, where, interrupted)
+    status, _, err = _train(capsys, *TINY, "--data", data, "--out", _copy_run(straight[0], tmp_path),
+                            *(extra or ["--resume", "--epochs", "3"]))
+    assert status == 130 and err == f"minires train: interrupted by SIGINT {message}\n"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_real_process(signum, data, tmp_path):
     """``python -m minires train`` sent a real signal once its first epoch is saved: one line on
@@ -423,3 +439,14 @@ def test_single_colour_images_are_normalized(tmp_path):
     source = minires.data.load_source(f"folder:{tmp_path}")
     images = source.test_transform()(source.train.images)
     assert np.all(np.isfinite(images)) and np.all(images[:, 1:] == 0) and source.std[1:].tolist() == [1, 1]
+
+
+def test_a_run_from_another_thread(data, tmp_path, capsys):
+    """Only the main thread may set signal handlers: from another, a run leaves them as they are."""
+    import threading
+
+    handler, result = signal.getsignal(signal.SIGINT), []
+    thread = threading.Thread(target=lambda: result.append(main(["train", "--data", data, "--batch-size", "0"])))
+    thread.start()
+    thread.join()
+    assert result == [2] and signal.getsignal(signal.SIGINT) is handler
