@@ -287,7 +287,7 @@ def test_cuda_without_a_gpu(data, tmp_path, capsys):
 def test_python_dash_m():
     """``python -m minires train`` is the same command: here a bad batch size, so it stops at once."""
     proc = subprocess.run([sys.executable, "-m", "minires", "train", "--batch-size", "0"], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2 and proc.stderr == "minires train: error: --batch-size must be at least 1, got 0\n"
 
 
