@@ -43,17 +43,26 @@ from .runtime import get_kernels, get_plans, get_winograd, set_kernels, set_plan
 from .serialization import load, save  # noqa: E402
 from .summary import summary  # noqa: E402
 from .autograd.tensor import as_array as _as_array  # noqa: E402
+from .autograd.function import check_dtype as _check_dtype  # noqa: E402
+from .anomaly import AnomalyError, detect_anomaly  # noqa: E402
 
 __version__ = "0.1.0"
 
 
 def tensor(data, dtype=None, requires_grad=False):
-    """A new Tensor from data (copied). Python floats become float32 and ints int64, as PyTorch."""
-    arr = _as_array(data, dtype)
+    """A new Tensor from data (copied). Python floats become float32 and ints int64, as PyTorch.
+    Booleans, integers, float32 and float64 only: the dtypes the ops compute in."""
+    try:
+        arr = _as_array(data, dtype)
+    except (TypeError, ValueError) as e:  # ragged lists, an unknown dtype
+        raise type(e)(f"minires.tensor: {e}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"minires.tensor: expected booleans, integers or floats, got {data!r:.60} (dtype {arr.dtype})")
+    _check_dtype("minires.tensor", arr.dtype)
     return Tensor(arr.copy() if arr is data or (isinstance(data, Tensor) and arr is data.data) else arr, requires_grad)
 
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
            "cuda", "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
            "set_plans", "get_plans", "manual_seed", "fuse", "explain",
-           "models", "save", "load", "summary"]
+           "models", "save", "load", "summary", "detect_anomaly", "AnomalyError"]

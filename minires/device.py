@@ -82,8 +82,7 @@ def device_or_dtype(target, caller):
     try:
         return None, np.dtype(target)
     except TypeError:
-        names = sorted(set(_by_name) | {"cuda"})
-        raise ValueError(f"{caller}: {target!r} is neither a device ({', '.join(names)}) nor a dtype") from None
+        raise TypeError(f"{caller}: {target!r} is neither a device nor a dtype") from None
 
 
 def device_of(a):

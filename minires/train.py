@@ -1,21 +1,35 @@
 """Train a zoo model on an image dataset, with progress, metrics, curves and resumable checkpoints.
 
 Plain ``minires train`` trains ResNet-18 (its small-input stem) on scikit-learn's handwritten digits
-on the CPU. Each epoch shows a progress bar (loss, accuracy, images/s) and then writes, each file
-atomically, OUT/metrics.csv (a row per epoch: epoch, train_loss, train_acc, test_loss, test_acc,
+on the CPU. Each epoch shows a progress bar (loss, accuracy, images/s) and then commits, in one
+atomic step, OUT/metrics.csv (a row per epoch: epoch, train_loss, train_acc, test_loss, test_acc,
 images_per_s, seconds), OUT/curves.png (loss and accuracy per epoch), OUT/last.npz (the checkpoint:
-model, optimizer, schedule, data-order state, epoch and history) and, on the best test accuracy so
-far, OUT/best.npz. --resume continues OUT's run from last.npz exactly as if it had never stopped
-(same batches, same augmentation, same numbers); --eval-only reports the test loss and accuracy of
-OUT/best.npz (else last.npz). The learning rate follows --schedule batch by batch, after a linear
-warmup over --warmup-epochs. Bad input (an unknown model or dataset, a missing or malformed data
-folder, a checkpoint of another model or a corrupt one, ...) stops with a one-line error and exit
-status 2 before anything is written.
+model, optimizer, schedule, data-order state, epoch and history) and OUT/best.npz (the checkpoint of
+the epoch with the best test accuracy so far). --resume continues OUT's run from last.npz exactly as
+if it had never stopped (same batches, same augmentation, same numbers); --eval-only reports the
+test loss and accuracy of OUT/best.npz (else last.npz). The learning rate follows --schedule batch by
+batch, after a linear warmup over --warmup-epochs.
+
+Stopping: a kill at any instant leaves OUT as the last commit left it (see "the run folder" below).
+Ctrl-C (SIGINT) and SIGTERM stop at once, or after a commit under way, with one line saying where
+and the command that resumes (exit status 130 and 143). Bad input (an unknown model or dataset, a
+hyperparameter out of range or not finite, a missing or malformed data folder, a checkpoint of
+another model or a corrupt one, ...) stops with a one-line error and exit status 2 before anything
+is written. A loss that is not finite stops the run, before its step changes anything, with one line
+naming the epoch, the step and the likely causes (exit status 3); --detect-anomaly (slow) names the
+op and the module that first made a NaN or an infinity instead. A failed write (a full disk) stops
+with one line and exit status 1, OUT as the last commit left it.
 """
+import argparse
+import contextlib
 import inspect
 import math
 import os
+import shlex
+import shutil
+import signal
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -28,15 +42,40 @@ from .fusion import fuse
 from .optim import SGD, AdamW, lr_scheduler
 from .random import manual_seed
 from .serialization import load, save
+from .anomaly import AnomalyError, detect_anomaly
 from .autograd.tensor import Tensor, no_grad
 
 METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds"]
 OPTIMIZER_DEFAULTS = {"sgd": dict(lr=0.02, weight_decay=5e-4), "adamw": dict(lr=1e-3, weight_decay=0.05)}
 SMALL_INPUT_MAX = 64  # images up to this size get the small-input stem (no stride-2 conv, no max-pool)
+OUTPUTS = ("last.npz", "best.npz", "metrics.csv", "curves.png")
+CURRENT = ".current"  # the link to the committed epoch's folder (see "the run folder")
 
 
-class UsageError(Exception):
-    """Bad input from the command line: reported in one line, exit status 2."""
+class RunError(Exception):
+    """What stops a run, reported in one line ("minires train: error: ...") with an exit status:
+    1 for a failed write."""
+    status = 1
+
+
+class UsageError(RunError):
+    """Bad input from the command line: exit status 2, before anything is written."""
+    status = 2
+
+
+class NonFinite(RunError):
+    """A loss that is not finite: exit status 3 (as for --detect-anomaly's AnomalyError), the
+    checkpoints as they were before the step."""
+    status = 3
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised where the program is (a BaseException, as KeyboardInterrupt, so
+    that no ``except Exception`` takes it for an error)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def zoo():
@@ -46,51 +85,70 @@ def zoo():
 
 
 def add_arguments(p):
-    p.add_argument("--model", default="resnet18", help="a minires.models name (default: resnet18)")
-    p.add_argument("--data", default="digits", help="digits, cifar10:PATH or folder:PATH (default: digits)")
+    sgd, adamw = OPTIMIZER_DEFAULTS["sgd"], OPTIMIZER_DEFAULTS["adamw"]
+    p.add_argument("--model", default="resnet18", help="a minires.models name (default: %(default)s)")
+    p.add_argument("--data", default="digits", help="digits, cifar10:PATH or folder:PATH (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="resize images to this size (default: the data's own)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZER_DEFAULTS), default="sgd")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.02 sgd, 0.001 adamw)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: 5e-4 sgd, 0.05 adamw")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    p.add_argument("--epochs", type=int, default=12, help="epochs in all, a resumed run's included (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step (default: %(default)s)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZER_DEFAULTS), default="sgd", help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate (default: {sgd['lr']:g} sgd, {adamw['lr']:g} adamw)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, in [0, 1) (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"(default: {sgd['weight_decay']:g} sgd, {adamw['weight_decay']:g} adamw)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD; default: off)")
     p.add_argument("--schedule", choices=["constant", "step", "cosine"], default="cosine",
-                   help="lr per batch: constant, step (x0.1 at 50%% and 75%% of training) or cosine to 0")
-    p.add_argument("--warmup-epochs", type=float, default=1, help="linear lr warmup from lr/10 (default: 1)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="fixes the initial weights, data order and augmentation")
+                   help="lr per batch after the warmup: constant, step (x0.1 at 50%% and 75%% of training) or "
+                        "cosine to 0 (default: %(default)s)")
+    p.add_argument("--warmup-epochs", type=float, default=None,
+                   help="linear lr warmup from lr/10 over this many epochs (default: 1, or half of --epochs if less)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="fixes the initial weights, data order and augmentation (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: the first free runs/train-N)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
-    p.add_argument("--eval-only", action="store_true", help="evaluate --out's best.npz (else last.npz) on the test set")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (needed) from its last.npz, given the options it was started "
+                        "with; an interrupted run prints the command (default: off)")
+    p.add_argument("--eval-only", action="store_true",
+                   help="evaluate --out's best.npz (else last.npz) on the test set (default: off)")
+    p.add_argument("--detect-anomaly", action="store_true",
+                   help="check every op's result and gradient, and name the first op and module that makes a NaN or "
+                        "an infinity (slow; default: off)")
 
 
 def run(args):
-    start = time.perf_counter()
-    try:
-        setup = prepare(args)
-    except UsageError as e:
-        print(f"minires train: error: {e}", file=sys.stderr)
-        return 2
-    if args.eval_only:
-        loss, acc = evaluate(setup.model, setup.test_loader, args.device)
-        print(f"{setup.checkpoint}: epoch {setup.epoch}, test loss {loss:.4f}, test accuracy {acc:.1%}")
-        return 0
-    fit(setup, args, start)
+    start, s = time.perf_counter(), None
+    with _StopSignals() as stops:
+        try:
+            s = prepare(args)
+            if args.eval_only:
+                loss, acc = evaluate(s.model, s.test_loader, args.device)
+                print(f"{s.checkpoint}: epoch {s.epoch}, test loss {loss:.4f}, test accuracy {acc:.1%}")
+                return 0
+            # NumPy's warnings of overflows are left out: a loss that is not finite is reported in one line
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                    detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
+                fit(s, args, start, stops)
+        except AnomalyError as e:
+            return _report(f"error: {s.where}: {e}; {_saved(s)}", NonFinite.status)
+        except RunError as e:
+            return _report(f"error: {e}", e.status)
+        except Interrupted as e:
+            return _report(_interrupted(e.signum, s, args), 128 + e.signum)
     return 0
+
+
+def _report(message, status):
+    print(f"minires train: {message}", file=sys.stderr)
+    return status
 
 
 # --- setting up: every check before anything is written ----------------------------------------
 def prepare(args):
     """What a run needs (model, data loaders, optimizer, schedule, output folder, history), or a
     UsageError."""
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
-    if not 0 <= args.warmup_epochs < args.epochs:
-        raise UsageError(f"--warmup-epochs must be in [0, --epochs={args.epochs}), got {args.warmup_epochs}")
+    _check_numbers(args)
     if args.model not in zoo():
         raise UsageError(f"unknown model {args.model!r}: expected one of {', '.join(zoo())}")
     if args.device == "cuda":
@@ -140,11 +198,31 @@ def prepare(args):
     scheduler = _scheduler(optimizer, args, len(train_loader), step)
     try:
         os.makedirs(out, exist_ok=True)
+        if not args.eval_only:
+            remove_stale(out)
     except OSError as e:
-        raise UsageError(f"cannot make the output folder {out}: {e.strerror}") from None
+        raise UsageError(f"cannot make or clean the output folder {out}: {e}") from None
+    # epoch: the epochs committed; where: how far this process got, for the message of a stop
     return SimpleNamespace(model=model, source=source, train_loader=train_loader, test_loader=test_loader,
-                 optimizer=optimizer, scheduler=scheduler, out=out, checkpoint=checkpoint, epoch=epoch,
-                 history=history, best_acc=max(history["test_acc"], default=-1.0))
+                           optimizer=optimizer, scheduler=scheduler, out=out, checkpoint=checkpoint, epoch=epoch,
+                           history=history, best_acc=max(history["test_acc"], default=-1.0),
+                           where="before the first step")
+
+
+def _check_numbers(args):
+    """Each number option in its range; NaN fails every comparison, so it is refused too."""
+    lr, weight_decay = _lr_and_weight_decay(args)
+    warmup = _warmup_epochs(args)
+    checks = [("--batch-size", args.batch_size, args.batch_size >= 1, "at least 1"),
+              ("--epochs", args.epochs, args.epochs >= 1, "at least 1"),
+              ("--lr", lr, 0 < lr < math.inf, "a finite number above 0"),
+              ("--weight-decay", weight_decay, 0 <= weight_decay < math.inf, "a finite number, at least 0"),
+              ("--momentum", args.momentum, 0 <= args.momentum < 1, "in [0, 1)"),
+              ("--warmup-epochs", warmup, 0 <= warmup < args.epochs, f"in [0, --epochs={args.epochs})"),
+              ("--seed", args.seed, args.seed >= 0, "at least 0")]
+    for flag, value, ok, expected in checks:
+        if not ok:
+            raise UsageError(f"{flag} must be {expected}, got {value}")
 
 
 def _output_folder(args):
@@ -192,10 +270,20 @@ def _read_checkpoint(path, args):
     return state
 
 
-def _optimizer(model, args):
+def _lr_and_weight_decay(args):
+    """--lr and --weight-decay, or the --optimizer's defaults for them."""
     defaults = OPTIMIZER_DEFAULTS[args.optimizer]
-    lr = defaults["lr"] if args.lr is None else args.lr
-    wd = defaults["weight_decay"] if args.weight_decay is None else args.weight_decay
+    return (defaults["lr"] if args.lr is None else args.lr,
+            defaults["weight_decay"] if args.weight_decay is None else args.weight_decay)
+
+
+def _warmup_epochs(args):
+    """--warmup-epochs, by default 1, or half the run when that is shorter (--epochs 1)."""
+    return min(1, args.epochs / 2) if args.warmup_epochs is None else args.warmup_epochs
+
+
+def _optimizer(model, args):
+    lr, wd = _lr_and_weight_decay(args)
     if args.optimizer == "adamw":
         return AdamW(model.parameters(), lr=lr, weight_decay=wd)
     return SGD(model.parameters(), lr=lr, momentum=args.momentum, weight_decay=wd, nesterov=args.nesterov)
@@ -203,11 +291,11 @@ def _optimizer(model, args):
 
 def _scheduler(optimizer, args, batches_per_epoch, step):
     """The per-batch schedule: --schedule over the batches after the warmup, preceded by a linear
-    warmup from lr/10 when --warmup-epochs > 0; at ``step``, a resumed run's batch count. The plan
+    warmup from lr/10 over the warmup epochs, if any; at ``step``, a resumed run's batch count. The plan
     follows this run's --epochs, so a finished run resumed with more epochs gets a schedule
     stretched to the new length from where it stands."""
     total = args.epochs * batches_per_epoch
-    warmup = round(args.warmup_epochs * batches_per_epoch)
+    warmup = round(_warmup_epochs(args) * batches_per_epoch)
     rest = total - warmup
     if args.schedule == "cosine":
         main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=rest)
@@ -224,52 +312,61 @@ def _scheduler(optimizer, args, batches_per_epoch, step):
 
 
 # --- training --------------------------------------------------------------------------------------
-def fit(s, args, start):
-    for epoch in range(s.epoch, args.epochs):
+def fit(s, args, start, stops):
+    for epoch in range(s.epoch + 1, args.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc, seconds = train_epoch(s, args, epoch)
+        s.where = f"in epoch {epoch}/{args.epochs}, in its test pass"
         test_loss, test_acc = evaluate(s.model, s.test_loader, args.device)
-        row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
+        if not math.isfinite(test_loss):
+            raise NonFinite(f"the test loss is {test_loss} after epoch {epoch}/{args.epochs} (its last steps made the "
+                            f"weights so): {_causes(args)}; {_saved(s)}")
+        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
                    test_acc=test_acc, images_per_s=len(s.source.train) / seconds, seconds=time.perf_counter() - t0)
         for k in METRICS:
             s.history[k].append(row[k])
         state = {"model_name": args.model, "data": args.data, "model": s.model.state_dict(),
                  "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
-                 "loader": s.train_loader.state_dict(), "epoch": epoch + 1, "history": s.history}
-        save(state, os.path.join(s.out, "last.npz"))
-        if test_acc > s.best_acc:
-            s.best_acc = test_acc
-            save(state, os.path.join(s.out, "best.npz"))
-        write_metrics(s.history, os.path.join(s.out, "metrics.csv"))
-        write_curves(s.history, os.path.join(s.out, "curves.png"))
-        print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.4f} acc {train_acc:.1%} | "
-              f"test loss {test_loss:.4f} acc {test_acc:.1%} | {row['images_per_s']:.0f} img/s | "
-              f"{row['seconds']:.1f}s", flush=True)
+                 "loader": s.train_loader.state_dict(), "epoch": epoch, "history": s.history}
+        with stops.held():  # a signal now waits until the epoch is saved and reported
+            try:
+                commit(s.out, state, new_best=test_acc > s.best_acc)
+            except OSError as e:
+                raise RunError(f"cannot save epoch {epoch} in {s.out}: {e}; {_saved(s)}") from None
+            s.epoch, s.best_acc, s.where = epoch, max(s.best_acc, test_acc), f"after epoch {epoch}/{args.epochs}"
+            print(f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f} acc {train_acc:.1%} | "
+                  f"test loss {test_loss:.4f} acc {test_acc:.1%} | {row['images_per_s']:.0f} img/s | "
+                  f"{row['seconds']:.1f}s", flush=True)
     best = int(np.argmax(s.history["test_acc"]))
     print(f"best test accuracy {s.history['test_acc'][best]:.1%} (epoch {best + 1}); checkpoints, metrics.csv "
           f"and curves.png in {s.out}")
-    print(f"test accuracy {s.history['test_acc'][-1]:.1%} after {args.epochs} epochs in "
+    print(f"test accuracy {s.history['test_acc'][-1]:.1%} after {args.epochs} epoch{'s' * (args.epochs > 1)} in "
           f"{_duration(time.perf_counter() - start)}")
 
 
 def train_epoch(s, args, epoch):
-    """One pass over the training data: (mean loss, accuracy, seconds)."""
+    """One pass over the training data: (mean loss, accuracy, seconds). Stops with NonFinite at a
+    loss that is not finite, before its backward and step change anything."""
     from tqdm import tqdm
 
     s.model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     # the rate tqdm shows is images/s; off a terminal (a log file) it redraws rarely
-    with tqdm(total=len(s.source.train), desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", leave=False,
+    with tqdm(total=len(s.source.train), desc=f"epoch {epoch}/{args.epochs}", unit="img", leave=False,
               file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 10) as bar:
-        for x, y in s.train_loader:
+        for step, (x, y) in enumerate(s.train_loader, 1):
+            s.where = f"in epoch {epoch}/{args.epochs} at step {step}/{len(s.train_loader)}"
             x, y = _to(x, args.device), _to(y, args.device)
             logits = s.model(x)
             loss = F.cross_entropy(logits, y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFinite(f"the training loss is {value} {s.where}: {_causes(args)}; {_saved(s)}")
             s.optimizer.zero_grad()
             loss.backward()
             s.optimizer.step()
             s.scheduler.step()
-            total_loss += loss.item() * len(y)
+            total_loss += value * len(y)
             correct += int((logits.data.argmax(axis=1) == y.data).sum())
             seen += len(y)
             bar.update(len(y))
@@ -295,25 +392,158 @@ def _to(t, device):
     return t if device == "cpu" else Tensor(to_device(t.data, device))
 
 
-# --- outputs -----------------------------------------------------------------------------------------
-def _atomic(path, write):
-    """Call write(temporary path) for a file in path's folder, then move it over path in one step."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+# --- stopping ----------------------------------------------------------------------------------------
+class _StopSignals:
+    """While a command runs, SIGINT (Ctrl-C) and SIGTERM raise Interrupted where the main thread is,
+    except inside ``held()`` (a commit), which they wait for: a run stops at once, and no commit is
+    cut short (a kill can cut one, and loses nothing, but leaves a folder for the next run to remove).
+    The handlers before are put back on exit. Outside the main thread, which alone may set signal
+    handlers (a run started from another thread), signals are left as they are."""
+
+    def __enter__(self):
+        self.holding, self.pending, self.previous = False, None, {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if not self.holding:
+            raise Interrupted(signum)
+        self.pending = signum
+
+    @contextlib.contextmanager
+    def held(self):
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise Interrupted(self.pending)
+
+
+def _interrupted(signum, s, args):
+    """The line a stop by signal ``signum`` prints: where the run was, and the command that goes on."""
+    stop = f"interrupted by {signal.Signals(signum).name}"
+    if s is None or args.eval_only:
+        return f"{stop} {'before training began' if s is None else 'in the evaluation'}"
+    if s.epoch:
+        return f"{stop} {s.where}; {_saved(s)}: resume with: {_command(args, s.out, resume=True)}"
+    return f"{stop} {s.where}; {_saved(s)}: start again with: {_command(args, s.out, resume=False)}"
+
+
+def _saved(s):
+    return f"{s.out} holds epoch {s.epoch}" if s.epoch else f"{s.out} holds no epoch yet"
+
+
+def _causes(args):
+    lr, _ = _lr_and_weight_decay(args)
+    return (f"likely a learning rate too high for this model and batch size (--lr {lr:g}), or data that is not "
+            f"finite; --detect-anomaly names the op that first makes a NaN or an infinity")
+
+
+def _command(args, out, resume):
+    """The command line of this run again: the options that differ from their defaults, --out, and
+    --resume to go on from the last commit."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([]))
+    words = _program()
+    for dest, value in vars(args).items():
+        if dest in defaults and dest not in ("out", "resume") and value != defaults[dest]:
+            flag = "--" + dest.replace("_", "-")
+            words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words + ["--out", out] + (["--resume"] if resume else []))
+
+
+def _program():
+    """How this command was started: ``python -m minires train`` (by its executable's name), or
+    ``minires train``."""
+    if os.path.abspath(sys.argv[0]) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"):
+        return [os.path.basename(sys.executable), "-m", "minires", "train"]
+    return ["minires", "train"]
+
+
+# --- the run folder: one atomic commit per epoch ------------------------------------------------------
+# OUT/last.npz, best.npz, metrics.csv and curves.png are symbolic links into OUT/.current, itself a
+# link to the folder of the last committed epoch, OUT/.epoch-N, which holds the four files. An epoch
+# is committed by writing its folder in full (best.npz a hard link to the best epoch's checkpoint,
+# not a copy), flushed to the disk, then pointing .current at it by one rename, which is atomic: at
+# every instant, killed or not, the four names show one epoch's files, complete and consistent. The
+# folder replaced, and any that a kill left half-written, are removed after the commit or by the
+# next run in OUT. (Resuming a run that an older minires wrote as plain files makes them links once,
+# after the first commit: for that one moment they show two epochs.)
+
+def commit(out, state, new_best):
+    """Make the checkpoint ``state`` (its epoch, history, ...) the run's state in OUT, atomically;
+    new_best: it is also best.npz."""
+    folder = os.path.join(out, f".epoch-{state['epoch']}")
+    os.mkdir(folder)
+    save(state, os.path.join(folder, "last.npz"))
+    best = os.path.join(folder, "last.npz") if new_best else os.path.realpath(os.path.join(out, "best.npz"))
+    os.link(best, os.path.join(folder, "best.npz"))
+    write_metrics(state["history"], os.path.join(folder, "metrics.csv"))
+    write_curves(state["history"], os.path.join(folder, "curves.png"))
+    _fsync(folder)
+    _link_outputs(out, replace_files=False)  # a new run's links, resolved once .current exists
+    _symlink(os.path.basename(folder), os.path.join(out, CURRENT))  # the commit
+    _fsync(out)
+    _link_outputs(out, replace_files=True)
+    remove_stale(out)
+
+
+def remove_stale(out):
+    """Remove what stopped runs left in OUT: temporary files (*.tmp) and the epoch folders other
+    than the committed one."""
+    keep = os.path.realpath(os.path.join(out, CURRENT))
+    for name in os.listdir(out):
+        path = os.path.join(out, name)
+        if name.endswith(".tmp"):
+            os.unlink(path)
+        elif name.startswith(".epoch-") and os.path.realpath(path) != keep:
+            shutil.rmtree(path)
+
+
+def _link_outputs(out, replace_files):
+    """Make each output name a link to its file in .current, where it is none yet: missing names,
+    and with replace_files, plain files too."""
+    for name in OUTPUTS:
+        path = os.path.join(out, name)
+        if not os.path.islink(path) and (replace_files or not os.path.lexists(path)):
+            _symlink(os.path.join(CURRENT, name), path)
+
+
+def _symlink(target, path):
+    """Make ``path`` a symbolic link to ``target`` in one step, whatever it was before."""
+    os.symlink(target, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def _fsync(folder):
+    """Flush a folder's entries to the disk, so that a power cut cannot undo a rename in it."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        os.fsync(fd)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.close(fd)
+
+
+def _write_durably(path, mode, write):
+    """write(file) into a new file ``path``, flushed to the disk before the commit that shows it."""
+    with open(path, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_metrics(history, path):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(",".join(METRICS) + "\n")
-            for values in zip(*(history[k] for k in METRICS)):
-                f.write(",".join(str(int(v)) if k == "epoch" else f"{v:.6g}" for k, v in zip(METRICS, values)) + "\n")
-    _atomic(path, write)
+    lines = [",".join(METRICS)] + [",".join(str(int(v)) if k == "epoch" else f"{v:.6g}" for k, v in zip(METRICS, values))
+                                   for values in zip(*(history[k] for k in METRICS))]
+    _write_durably(path, "x", lambda f: f.write("\n".join(lines) + "\n"))
 
 
 def write_curves(history, path):
@@ -334,7 +564,7 @@ def write_curves(history, path):
         ax.set_yscale("log" if name == "loss" else "linear")  # early test losses can be huge
         ax.grid(alpha=0.3)
         ax.legend()
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    _write_durably(path, "xb", lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def _duration(seconds):

@@ -6,8 +6,13 @@ A subclass gives two static methods over plain arrays:
 ``Op.apply(*args)`` runs forward and, when a gradient is needed, records the call in the graph. The
 ``ctx`` is the graph node itself: forward stores on it whatever backward needs.
 """
+import numpy as np
+
+from .. import anomaly as _anomaly
 from . import tensor as _tensor
 from .tensor import Tensor
+
+SUPPORTED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # the kernels' floats, under every backend
 
 
 class Function:
@@ -30,7 +35,12 @@ class Function:
         grad_enabled = _tensor.is_grad_enabled()
         ctx.needs_input_grad = tuple(grad_enabled and isinstance(a, Tensor) and a.requires_grad for a in args)
         _check_same_device(cls.__name__, args)
-        out = cls.forward(ctx, *(a.data if isinstance(a, Tensor) else a for a in args))
+        arrays = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+        _check_dtypes(cls.__name__, arrays)
+        out = cls.forward(ctx, *arrays)
+        _check_dtypes(cls.__name__, (out,))  # a cast
+        if _anomaly.enabled:
+            _anomaly.check_forward(ctx, arrays, out)
         result = Tensor(out, requires_grad=any(ctx.needs_input_grad) and _is_float(out))
         if result.requires_grad:
             ctx.inputs = tuple(_edge(a) for a in args)
@@ -77,6 +87,20 @@ def _edge(a):
 
 def _is_float(a):
     return a.dtype.kind == "f"
+
+
+def check_dtype(name, dtype):
+    """Refuse floating-point dtypes other than float32 and float64 (float16, longdouble): no kernel
+    backend has versions for them, and Numba's fail deep inside. ``name``: who refuses."""
+    if dtype.kind == "f" and dtype not in SUPPORTED_FLOATS:
+        raise TypeError(f"{name}: dtype {dtype} is not supported: minires computes in float32 or float64")
+
+
+def _check_dtypes(name, values):
+    for v in values:
+        dtype = getattr(v, "dtype", None)  # arrays and NumPy scalars
+        if dtype is not None and dtype not in SUPPORTED_FLOATS and isinstance(dtype, np.dtype):
+            check_dtype(name, dtype)
 
 
 def _check_same_device(name, args):

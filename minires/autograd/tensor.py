@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from .. import anomaly as _anomaly
 from ..device import array_module, device_of, device_or_dtype, is_array
 
 _grad_enabled = True
@@ -243,8 +244,10 @@ def run_backward(roots, grads, retain_graph=False, leaf_done=None):
 def _send_gradients(node, g, pending, leaves):
     """Run node's backward on g, the gradient of its output, and add what it returns for each input
     to ``pending`` (inputs made by ops, by node) or ``leaves``; return the leaves reached, once per use."""
-    reached = []
-    for t, gi in zip(node.inputs, node.run_backward(g)):
+    reached, node_grads = [], node.run_backward(g)
+    if _anomaly.enabled:
+        _anomaly.check_backward(node, g, node_grads)
+    for t, gi in zip(node.inputs, node_grads):
         if gi is None or t is None or not t.requires_grad:
             continue
         gi = array_module(gi).asarray(gi)

@@ -62,7 +62,14 @@ def load_source(spec, image_size=None):
     train, test = (ArrayDataset(_resized(images, size), labels, classes) for images, labels in (train, test))
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"dataset {spec!r}: the split leaves {len(train)} training and {len(test)} test images")
-    return Source(name, train, test, *T.channel_stats(train.images), hflip)
+    return Source(name, train, test, *_normalization(train.images), hflip)
+
+
+def _normalization(images):
+    """Normalize's per-channel mean and std, of the training images; a channel that is constant (as
+    in single-colour images) gets std 1: centred, not divided by 0."""
+    mean, std = T.channel_stats(images)
+    return mean, np.where(std > 0, std, 1.0)
 
 
 def _digits():

@@ -72,6 +72,7 @@ class BatchNorm2d(Module):
 
     def _arguments(self, x):
         """F.batch_norm's arguments after the input, the running statistics' step counted."""
+        self._check_channels(x)
         if x.ndim != 4:
             raise ValueError(f"BatchNorm2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
         momentum = self.momentum
@@ -83,6 +84,12 @@ class BatchNorm2d(Module):
         track = not self.training or self.track_running_stats
         return (self.running_mean if track else None, self.running_var if track else None, self.weight, self.bias,
                 use_batch_stats, momentum or 0.0, self.eps)
+
+    def _check_channels(self, x):
+        """Name a channel mismatch as one, not as the running statistics' shapes disagreeing."""
+        if x.ndim >= 2 and x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm2d({self.num_features}): input has {x.shape[1]} channels, "
+                             f"expected {self.num_features}")
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -5,6 +5,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from .. import anomaly as _anomaly
+from ..autograd.function import check_dtype
 from ..device import array_module, device_or_dtype, to_device
 from ..autograd.tensor import Tensor
 
@@ -34,6 +36,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
+        if _anomaly.enabled:  # keep the stack of modules that anomaly errors name
+            return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     # --- registration ------------------------------------------------------------------------
@@ -181,7 +185,8 @@ class Module:
         """Move to a device ("cpu", "cuda", or one registered) or cast floating-point parameters and
         buffers to a dtype, in place (the Parameter objects stay the same, so an optimizer made before
         still holds them)."""
-        device, dtype = device_or_dtype(target, f"{type(self).__name__}.to")
+        device, dtype = device_or_dtype(target, "Module.to")
+        dtype = None if device else _float_dtype(dtype)
         for t in list(self.parameters()) + list(self.buffers()):
             if device:
                 t.data = to_device(t.data, device)
@@ -213,3 +218,9 @@ class Module:
         return head + ("\n  " + "\n  ".join(lines) + "\n" if lines else "") + ")"
 
 
+def _float_dtype(dtype):
+    """Module.to's dtype: float32 or float64 (a cast of integer buffers would be meaningless)."""
+    if dtype.kind != "f":
+        raise TypeError(f"Module.to: expected a device or a floating-point dtype, got {dtype}")
+    check_dtype("Module.to", dtype)
+    return dtype
