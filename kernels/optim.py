@@ -7,6 +7,7 @@ dtype and order, so the two agree exactly.
 """
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from ._dispatch import kernel
@@ -74,3 +75,30 @@ def adamw_update(p, grad, m, v, vmax, lr, beta1, beta2, eps, weight_decay, t):
         v = vmax
     denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
     p -= (lr / (1 - beta1 ** t)) * m / denom
+
+
+@adamw_update.register("numba")
+def _adamw_update_numba(p, grad, m, v, vmax, lr, beta1, beta2, eps, weight_decay, t):
+    arrays = (p, grad, m, v) if vmax is None else (p, grad, m, v, vmax)
+    if not all(a.flags.c_contiguous and a.dtype == p.dtype for a in arrays):
+        return adamw_update.impls["numpy"](p, grad, m, v, vmax, lr, beta1, beta2, eps, weight_decay, t)
+    c = p.dtype.type
+    _adamw_loops(p.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), (v if vmax is None else vmax).reshape(-1),
+                 vmax is not None, c(1 - lr * weight_decay), c(beta1), c(1 - beta1), c(beta2), c(1 - beta2),
+                 c(lr / (1 - beta1 ** t)), c(math.sqrt(1 - beta2 ** t)), c(eps))
+
+
+@njit(cache=True, parallel=True)
+def _adamw_loops(p, grad, m, v, vmax, amsgrad, decay, beta1, keep1, beta2, keep2, step, root2, eps):
+    """The reference's update, element by element, in one pass (vmax unused without amsgrad).
+    Loops: elements in parallel."""
+    for i in prange(p.size):
+        g = grad[i]
+        mi = m[i] * beta1 + keep1 * g
+        vi = v[i] * beta2 + keep2 * g * g
+        m[i], v[i] = mi, vi
+        if amsgrad:
+            w = vmax[i]
+            vi = w if w > vi or np.isnan(w) else vi
+            vmax[i] = vi
+        p[i] = p[i] * decay - step * mi / (np.sqrt(vi) / root2 + eps)

@@ -14,7 +14,7 @@ whole array: slow, for finding a bug. Off (the default) each hook costs one chec
 """
 import contextlib
 
-from .device import array_module
+from .device import array_module, is_array
 
 __all__ = ["detect_anomaly", "AnomalyError"]
 
@@ -73,8 +73,9 @@ def check_backward(node, grad, grads):
 
 
 def _finite(a):
-    """False for a floating-point array holding a NaN or an infinity; True for anything else."""
-    return getattr(getattr(a, "dtype", None), "kind", None) != "f" or bool(array_module(a).isfinite(a).all())
+    """False for a floating-point array holding a NaN or an infinity; True for anything else (an op's
+    other arguments: numbers, shapes, a convolution's problem)."""
+    return not (is_array(a) and a.dtype.kind == "f") or bool(array_module(a).isfinite(a).all())
 
 
 def _kind(a):

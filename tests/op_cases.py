@@ -263,6 +263,8 @@ CASES = [
     functional("cross_entropy_unbatched", "cross_entropy", t(5), labels(classes=5)),
 
     # --- elementwise, with broadcasting and Python scalars on either side ---
+    functional("pad_nchw", "pad", t(2, 3, 4, 5), (1, 2, 0, 3)),                  # W by (1, 2), H by (0, 3)
+    functional("pad_channels_value", "pad", t(2, 3, 4), (1, 1, 2, 0), value=0.5),   # the last two axes, a fill value
     method("add_broadcast", (t(2, 3, 4), t(3, 1)), lambda a, b: a + b),
     method("add_scalar_both_sides", (t(3, 4),), lambda a: 1.5 + a + 2),
     method("add_0d_tensor", (t(3, 4), t()), lambda a, s: a + s),

@@ -362,7 +362,7 @@ def test_detect_anomaly_names_the_op_and_module(data, tmp_path, capsys):
                             "--detect-anomaly")
     assert status == 3
     assert re.fullmatch(rf"minires train: error: in epoch 1/2 at step 2/3: detect_anomaly: \w+ (forward|backward) "
-                        rf"returned (nan|inf) values .*in ResNet's [\w.]+ \(\w+\).*; {tmp_path} holds no epoch yet",
+                        rf"returned (nan|inf) values .*in (Fused)?ResNet's [\w.]+ \(\w+\).*; {tmp_path} holds no epoch yet",
                         err.splitlines()[-1]), err
 
 
