@@ -136,7 +136,7 @@ def test_two_ranks(script, checks):
     rc, out, _ = _mpiexec([script], timeout=300)
     assert rc == 0, out
     for check in checks:
-        assert out.count(f"OK {check}\n") == 2, out
+        assert out.count(f"OK {check}") == 2, out  # both ranks; they share stdout, so lines may interleave
 
 
 def test_a_hung_rank_ends_the_job_with_one_line_within_the_timeout():
