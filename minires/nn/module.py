@@ -39,7 +39,9 @@ class Module:
     def __call__(self, *args, **kwargs):
         if self._hooks:  # the one test hooks cost a module without any: __call__ is on the hot path
             return _call_with_hooks(self, args, kwargs)
-        return _forward(self, args, kwargs)
+        if _anomaly.enabled:  # keep the stack of modules that anomaly errors name
+            return _anomaly.call_module(self, args, kwargs)
+        return self.forward(*args, **kwargs)
 
     # --- hooks (PyTorch's), to watch or change what flows through a module --------------------
     def register_forward_pre_hook(self, hook):
@@ -238,12 +240,6 @@ class Module:
         return head + ("\n  " + "\n  ".join(lines) + "\n" if lines else "") + ")"
 
 
-def _forward(module, args, kwargs):
-    if _anomaly.enabled:  # keep the stack of modules that anomaly errors name
-        return _anomaly.call_module(module, args, kwargs)
-    return module.forward(*args, **kwargs)
-
-
 def _call_with_hooks(module, args, kwargs):
     """Module.__call__ with hooks, in PyTorch's order: the forward pre-hooks, forward, the forward
     hooks. For full backward hooks the tensor argument and the output pass through identity ops
@@ -256,7 +252,8 @@ def _call_with_hooks(module, args, kwargs):
                 args = new if isinstance(new, tuple) else (new,)
     backward = [hook for kind, hook in hooks if kind == "backward"]
     state = _BackwardHookState(module, backward, args) if backward and is_grad_enabled() else None
-    out = _forward(module, state.wrap_input(args) if state else args, kwargs)
+    args = state.wrap_input(args) if state else args  # the forward hooks get these too, as PyTorch's
+    out = _anomaly.call_module(module, args, kwargs) if _anomaly.enabled else module.forward(*args, **kwargs)
     for kind, hook in hooks:
         if kind == "forward":
             new = hook(module, args, out)
