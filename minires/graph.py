@@ -34,7 +34,7 @@ class GraphNode:
     shape: tuple          # of the op's output (of the leaf)
     dtype: np.dtype
     saved_bytes: int      # arrays the op's forward kept for its backward, less leaves' data (0 for a leaf)
-    plan: str = None      # a convolution's plan, e.g. "winograd F(2x2,3x3)"
+    plan: str = None      # a convolution's plan, e.g. "winograd F(4x4,3x3)"
     label: str = None     # a leaf's name, from graph()'s params
     inputs: tuple = ()    # indices into Graph.nodes of the nodes this one's inputs came from
 

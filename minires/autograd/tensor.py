@@ -265,7 +265,8 @@ def replacement_grad(new, g, who):
 
 def _accumulate_grad(leaf, leaves):
     """Move leaf's gradient out of ``leaves`` (a run_backward result), through the leaf's
-    register_hook hooks, into leaf.grad, then run the leaf's post-accumulate-grad hooks. Popping it here leaves this frame the gradient's only holder."""
+    register_hook hooks, into leaf.grad, then run the leaf's post-accumulate-grad hooks. Popping it
+    here leaves this frame the gradient's only holder."""
     g = leaves.pop(leaf)
     if leaf._grad_hooks:
         g = run_grad_hooks(leaf._grad_hooks, g)
