@@ -6,12 +6,15 @@ A subclass gives two static methods over plain arrays:
 ``Op.apply(*args)`` runs forward and, when a gradient is needed, records the call in the graph. The
 ``ctx`` is the graph node itself: forward stores on it whatever backward needs.
 """
+import itertools
+
 import numpy as np
 
 from .. import anomaly as _anomaly
 from . import tensor as _tensor
 from .tensor import Tensor
 
+_sequence = itertools.count()
 SUPPORTED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # the kernels' floats, under every backend
 
 
@@ -45,6 +48,7 @@ class Function:
         result = Tensor(out, requires_grad=any(ctx.needs_input_grad) and _is_float(out))
         if result.requires_grad:
             ctx.inputs = tuple(_edge(a) for a in args)
+            ctx.seq = next(_sequence)  # creation order: backward runs the ready node made last first
             result._node = ctx
         return result  # without a graph, ctx (and what forward saved on it) is dropped here
 

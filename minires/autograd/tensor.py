@@ -6,6 +6,7 @@ stack (no recursion, so a ResNet-152 is no deeper for Python than a two-layer ne
 from the output, handing each node the gradient of its output and accumulating what it returns.
 """
 import collections
+import heapq
 import contextlib
 import itertools
 import sys
@@ -308,7 +309,7 @@ def run_backward(roots, grads, retain_graph=False, leaf_done=None):
     leaf_done(leaf, leaves), if given, is called as soon as leaf's gradient in the dict ``leaves``
     is complete (every use of the leaf has sent its gradient), and is expected to pop it; the dict
     returned then holds only the rest (a leaf among the roots, or one whose op returned None)."""
-    order = _topological_order([t._node for t in roots if t._node is not None])
+    order = _execution_order([t._node for t in roots if t._node is not None])
     uses_left = _leaf_uses(order) if leaf_done else None  # leaf -> gradients still to come
     pending = {}  # node -> gradient of its output, summed over its uses
     leaves = {}  # leaf tensor -> gradient
@@ -361,25 +362,39 @@ def _leaf_uses(order):
                                if t is not None and t._node is None and t.requires_grad)
 
 
-def _topological_order(roots):
-    """Nodes reachable from ``roots``, each after every node that consumes its output."""
-    order, seen = [], set()
-    stack = [(n, False) for n in roots]
+def _execution_order(roots):
+    """Nodes reachable from ``roots`` in the order backward runs them, PyTorch's: a node is ready once
+    every node that consumes its output has run, and of the ready nodes the one made last (highest
+    ``seq``, numbered by Function.apply) runs first. So the branch made last (a block's main path,
+    after its shortcut) goes first, and hooks fire in the order PyTorch fires them."""
+    consumers = collections.Counter()  # node -> edges into it from reachable nodes, still to run
+    seen, stack = set(roots), list(roots)
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
+        node = stack.pop()
         if node.inputs is None:
             raise RuntimeError(f"backward through a graph that was already freed ({type(node).__name__}); "
                                "pass retain_graph=True to the first backward to go through it twice")
-        stack.append((node, True))
-        stack.extend((t._node, False) for t in node.inputs if t is not None and t._node is not None and t._node not in seen)
-    order.reverse()
+        for child in _input_nodes(node):
+            consumers[child] += 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    ready = [(-n.seq, n) for n in seen if not consumers[n]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        node = heapq.heappop(ready)[1]
+        order.append(node)
+        for child in _input_nodes(node):
+            consumers[child] -= 1
+            if not consumers[child]:
+                heapq.heappush(ready, (-child.seq, child))
     return order
+
+
+def _input_nodes(node):
+    """The nodes that made node's inputs, once per edge."""
+    return [t._node for t in node.inputs if t is not None and t._node is not None]
 
 
 # The ops build Tensors, so they are imported once Tensor exists.
