@@ -23,6 +23,7 @@ setup(
         "gpu": ["cupy-cuda13x==14.2.0"],
         "dist": DIST,
         "train": ["scikit-learn>=1.3", "tqdm>=4.60", "matplotlib>=3.7", "pillow>=10"],
+        "graph": ["graphviz"],  # Graph.render's .svg and .png (also needs Graphviz's dot program)
         # CuPy (imports without a GPU) and NVRTC from pip, to compile kernels/cuda/*.cu in tests/test_nvrtc.py;
         # NVRTC pinned to CUDA 13.0, the GPU machines' driver version
         "test": ["pytest>=7", "torch==2.13.0", "psutil", "cupy-cuda13x==14.2.0", "cuda-toolkit[nvrtc,cudart]==13.0.3.0",

@@ -6,7 +6,7 @@
     plans/       convolution algorithms, and choose()  kernels/     array-in/array-out compute kernels
     nn/          Module and layers                     optim/       optimizers
     models/      ResNets in torchvision's layout       serialization  save/load (.npz files)
-    summary, explain, check, train, cli                tools and the ``minires`` command
+    summary, explain, graph, check, train, cli         tools and the ``minires`` command
 """
 from . import runtime  # first of all: its settings must be made before NumPy loads OpenBLAS
 
@@ -38,6 +38,7 @@ from .autograd.function import Function  # noqa: E402
 from .autograd.gradcheck import GradcheckError, gradcheck  # noqa: E402
 from .explain import explain  # noqa: E402
 from .fusion import fuse  # noqa: E402
+from .graph import graph  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .runtime import get_kernels, get_plans, get_winograd, set_kernels, set_plans, set_winograd  # noqa: E402
 from .serialization import load, save  # noqa: E402
@@ -64,5 +65,5 @@ def tensor(data, dtype=None, requires_grad=False):
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
            "cuda", "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
-           "set_plans", "get_plans", "manual_seed", "fuse", "explain",
+           "set_plans", "get_plans", "manual_seed", "fuse", "explain", "graph",
            "models", "save", "load", "summary", "detect_anomaly", "AnomalyError"]

@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "check": "minires.check",
     "explain": "minires.explain",
+    "graph": "minires.graph",
     "study": "minires.study",
     "summary": "minires.summary",
     "train": "minires.train",

@@ -6,12 +6,15 @@ A subclass gives two static methods over plain arrays:
 ``Op.apply(*args)`` runs forward and, when a gradient is needed, records the call in the graph. The
 ``ctx`` is the graph node itself: forward stores on it whatever backward needs.
 """
+import itertools
+
 import numpy as np
 
 from .. import anomaly as _anomaly
 from . import tensor as _tensor
 from .tensor import Tensor
 
+_sequence = itertools.count()
 SUPPORTED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # the kernels' floats, under every backend
 
 
@@ -19,6 +22,7 @@ class Function:
     # per argument while the node is in a graph: a leaf Tensor itself (its .grad is accumulated into),
     # an _Edge for a tensor made by an op, None for anything else
     inputs = None
+    grad_hooks = None  # {handle id: hook} of the output tensor's register_hook (see Tensor._hooks_dict)
 
     @staticmethod
     def forward(ctx, *args):
@@ -44,6 +48,7 @@ class Function:
         result = Tensor(out, requires_grad=any(ctx.needs_input_grad) and _is_float(out))
         if result.requires_grad:
             ctx.inputs = tuple(_edge(a) for a in args)
+            ctx.seq = next(_sequence)  # creation order: backward runs the ready node made last first
             result._node = ctx
         return result  # without a graph, ctx (and what forward saved on it) is dropped here
 
@@ -66,6 +71,56 @@ class Function:
         """Drop the inputs and everything forward saved: the graph below is freed."""
         self.__dict__.clear()
         self.inputs = None
+
+    # --- the node as PyTorch's grad_fn, for studying a graph ------------------------------------
+    def name(self):
+        """The op's class name + "Backward" (Conv2dBackward, AddBackward): minires's ops, which are
+        not PyTorch's one for one, so not PyTorch's names (ConvolutionBackward0)."""
+        return type(self).__name__ + "Backward"
+
+    def __repr__(self):
+        return f"<{self.name()} object at {id(self):#x}>"
+
+    @property
+    def next_functions(self):
+        """((node, 0), ...), one per Tensor argument, as PyTorch: the node that made it, an
+        AccumulateGrad for a leaf that requires grad, None for one that does not (0: which output
+        of that node; a minires node has one). Empty once backward has freed the graph."""
+        return tuple((_next_function(t), 0) for t in self.inputs or () if t is not None)
+
+    @property
+    def metadata(self):
+        """A dict for the user's own notes on this node, as PyTorch's grad_fn.metadata."""
+        return self.__dict__.setdefault("_metadata", {})
+
+
+class AccumulateGrad:
+    """Where the graph ends at a leaf that requires grad (PyTorch's AccumulateGrad node): backward
+    adds the gradient into variable.grad. Made when next_functions is read; two for the same leaf
+    are equal."""
+    __slots__ = ("variable",)
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self):
+        return "AccumulateGrad"
+
+    __repr__ = Function.__repr__
+
+    def __eq__(self, other):
+        return isinstance(other, AccumulateGrad) and other.variable is self.variable
+
+    def __hash__(self):
+        return id(self.variable)
+
+
+def _next_function(t):
+    """next_functions' node for an input t (a leaf Tensor or an _Edge)."""
+    if t._node is not None:
+        return t._node
+    return AccumulateGrad(t) if t.requires_grad else None
 
 
 class _Edge:

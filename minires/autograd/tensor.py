@@ -6,8 +6,11 @@ stack (no recursion, so a ResNet-152 is no deeper for Python than a two-layer ne
 from the output, handing each node the gradient of its output and accumulating what it returns.
 """
 import collections
+import heapq
 import contextlib
+import itertools
 import sys
+import weakref
 
 import numpy as np
 
@@ -48,7 +51,7 @@ def as_array(data, dtype=None):
 class Tensor:
     """An n-dimensional array that records the ops applied to it when requires_grad is set."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_post_accumulate_grad_hooks")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_post_accumulate_grad_hooks", "_grad_hooks", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False):
@@ -59,6 +62,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._node = None
         self._post_accumulate_grad_hooks = None
+        self._grad_hooks = None  # {handle id: hook} of register_hook and retain_grad, see _hooks_dict
 
     # --- array facts -------------------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -120,9 +124,42 @@ class Tensor:
         if not self.is_leaf:
             raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor accumulates a gradient")
         if self._post_accumulate_grad_hooks is None:
-            self._post_accumulate_grad_hooks = []
-        self._post_accumulate_grad_hooks.append(hook)
-        return _HookHandle(self._post_accumulate_grad_hooks, hook)
+            self._post_accumulate_grad_hooks = {}
+        return RemovableHandle(self._post_accumulate_grad_hooks, hook)
+
+    # --- studying the graph: hooks and grad_fn, as PyTorch's ------------------------------------
+    grad_fn = property(lambda self: self._node, doc="The node (a Function) that made this tensor; None for a leaf.")
+
+    def register_hook(self, hook):
+        """Call hook(grad) with this tensor's gradient in each backward, once it is complete (summed
+        over every use); a Tensor it returns replaces the gradient. On a leaf it runs before the
+        gradient is accumulated into .grad; on a tensor made by an op, before the gradient flows on
+        into that op's backward. Hooks run in registration order. Returns a RemovableHandle."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
+        return RemovableHandle(self._hooks_dict(), hook)
+
+    def retain_grad(self):
+        """Keep this tensor's gradient in .grad after backward (accumulated, as a leaf's), though an op
+        made it; the gradient after every hook registered with register_hook, as PyTorch. A leaf
+        keeps its gradient anyway: nothing to do."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: this tensor does not require grad, so it gets no gradient")
+        if self._node is not None and not self.retains_grad:
+            RemovableHandle(self._hooks_dict(), _RetainGrad(self))
+
+    retains_grad = property(lambda self: any(isinstance(h, _RetainGrad) for h in (self._grad_hooks or {}).values()),
+                            doc="Whether retain_grad() was called on this non-leaf tensor.")
+
+    def _hooks_dict(self):
+        """This tensor's gradient hooks {handle id: hook}. A tensor made by an op shares the dict with
+        the node that made it: the graph keeps edges to nodes, not tensors (see function._Edge), so
+        the node is what backward reaches; a node has one output, so its hooks are that tensor's."""
+        if self._grad_hooks is None:
+            self._grad_hooks = {}
+            if self._node is not None:
+                self._node.grad_hooks = self._grad_hooks
+        return self._grad_hooks
 
     # --- operators (the ops live in minires.ops; see the bottom of this file) -----------------
     def __add__(self, other): return _ew.add(self, other)
@@ -167,24 +204,78 @@ class Tensor:
         return Tensor(self.data.argmax(axis=axis))
 
 
-class _HookHandle:
+_handle_ids = itertools.count()
+
+
+class RemovableHandle:
+    """What the register_*hook methods return (PyTorch's torch.utils.hooks.RemovableHandle): remove()
+    unregisters the hook, and so does leaving a ``with handle:`` block. Hooks live in dicts
+    {handle id: hook}, which keep the registration order: the order they run in."""
+
     def __init__(self, hooks, hook):
-        self._hooks, self._hook = hooks, hook
+        self.hooks, self.id = hooks, next(_handle_ids)
+        hooks[self.id] = hook
 
     def remove(self):
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()
+
+
+class _RetainGrad:
+    """The hook retain_grad() registers: it adds the gradient into the tensor's .grad. It holds the
+    tensor through a weak reference: the hook lives on the node, which must not keep its output alive."""
+
+    def __init__(self, tensor):
+        self.tensor = weakref.ref(tensor)
+
+    def __call__(self, grad):
+        t = self.tensor()
+        if t is None:
+            return
+        if t.grad is None:
+            t.grad = Tensor(array_module(grad.data).array(grad.data))  # a copy: g flows on into the graph
+        else:
+            t.grad.data += grad.data
+
+
+def run_grad_hooks(hooks, g):
+    """g (an array) passed through ``hooks``: each is given a Tensor and returns None or the gradient
+    that replaces it. retain_grad's hook runs last, whenever it was registered, so that .grad is the
+    gradient every other hook made (as PyTorch)."""
+    for hook in sorted(tuple(hooks.values()), key=lambda h: isinstance(h, _RetainGrad)):
+        new = hook(Tensor(g))
+        if new is not None:
+            g = replacement_grad(new, g, "register_hook")
+    return g
+
+
+def replacement_grad(new, g, who):
+    """The array of ``new``, a Tensor or array that a hook returned to replace gradient g (an
+    array), which must have g's shape and dtype. ``who``: the register method, for the error."""
+    new = new.data if isinstance(new, Tensor) else new
+    if new.shape != g.shape or new.dtype != g.dtype:
+        raise RuntimeError(f"{who}: a hook returned a gradient of shape {new.shape} and dtype {new.dtype} "
+                           f"for one of shape {g.shape} and dtype {g.dtype}")
+    return new
 
 
 def _accumulate_grad(leaf, leaves):
-    """Move leaf's gradient out of ``leaves`` (a run_backward result) into leaf.grad, then run the
-    leaf's post-accumulate-grad hooks. Popping it here leaves this frame the gradient's only holder."""
+    """Move leaf's gradient out of ``leaves`` (a run_backward result), through the leaf's
+    register_hook hooks, into leaf.grad, then run the leaf's post-accumulate-grad hooks. Popping it
+    here leaves this frame the gradient's only holder."""
     g = leaves.pop(leaf)
+    if leaf._grad_hooks:
+        g = run_grad_hooks(leaf._grad_hooks, g)
     if leaf.grad is None:  # g itself when nothing else can see it (see _unshared), else a copy
         leaf.grad = Tensor(g if _unshared(g) else array_module(g).array(g))
     else:
         leaf.grad.data += g
-    for hook in leaf._post_accumulate_grad_hooks or ():
+    for hook in tuple((leaf._post_accumulate_grad_hooks or {}).values()):
         hook(leaf)
 
 
@@ -218,7 +309,7 @@ def run_backward(roots, grads, retain_graph=False, leaf_done=None):
     leaf_done(leaf, leaves), if given, is called as soon as leaf's gradient in the dict ``leaves``
     is complete (every use of the leaf has sent its gradient), and is expected to pop it; the dict
     returned then holds only the rest (a leaf among the roots, or one whose op returned None)."""
-    order = _topological_order([t._node for t in roots if t._node is not None])
+    order = _execution_order([t._node for t in roots if t._node is not None])
     uses_left = _leaf_uses(order) if leaf_done else None  # leaf -> gradients still to come
     pending = {}  # node -> gradient of its output, summed over its uses
     leaves = {}  # leaf tensor -> gradient
@@ -231,6 +322,8 @@ def run_backward(roots, grads, retain_graph=False, leaf_done=None):
         g = pending.pop(node, None)
         if g is None:
             continue
+        if node.grad_hooks:  # its output tensor's register_hook and retain_grad
+            g = run_grad_hooks(node.grad_hooks, g)
         reached = _send_gradients(node, g, pending, leaves)
         if not retain_graph:
             node.release()
@@ -269,25 +362,39 @@ def _leaf_uses(order):
                                if t is not None and t._node is None and t.requires_grad)
 
 
-def _topological_order(roots):
-    """Nodes reachable from ``roots``, each after every node that consumes its output."""
-    order, seen = [], set()
-    stack = [(n, False) for n in roots]
+def _execution_order(roots):
+    """Nodes reachable from ``roots`` in the order backward runs them, PyTorch's: a node is ready once
+    every node that consumes its output has run, and of the ready nodes the one made last (highest
+    ``seq``, numbered by Function.apply) runs first. So the branch made last (a block's main path,
+    after its shortcut) goes first, and hooks fire in the order PyTorch fires them."""
+    consumers = collections.Counter()  # node -> edges into it from reachable nodes, still to run
+    seen, stack = set(roots), list(roots)
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
+        node = stack.pop()
         if node.inputs is None:
             raise RuntimeError(f"backward through a graph that was already freed ({type(node).__name__}); "
                                "pass retain_graph=True to the first backward to go through it twice")
-        stack.append((node, True))
-        stack.extend((t._node, False) for t in node.inputs if t is not None and t._node is not None and t._node not in seen)
-    order.reverse()
+        for child in _input_nodes(node):
+            consumers[child] += 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    ready = [(-n.seq, n) for n in seen if not consumers[n]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        node = heapq.heappop(ready)[1]
+        order.append(node)
+        for child in _input_nodes(node):
+            consumers[child] -= 1
+            if not consumers[child]:
+                heapq.heappush(ready, (-child.seq, child))
     return order
+
+
+def _input_nodes(node):
+    """The nodes that made node's inputs, once per edge."""
+    return [t._node for t in node.inputs if t is not None and t._node is not None]
 
 
 # The ops build Tensors, so they are imported once Tensor exists.

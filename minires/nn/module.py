@@ -6,9 +6,9 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import anomaly as _anomaly
-from ..autograd.function import check_dtype
+from ..autograd.function import Function, check_dtype
 from ..device import array_module, device_or_dtype, to_device
-from ..autograd.tensor import Tensor
+from ..autograd.tensor import RemovableHandle, Tensor, is_grad_enabled, replacement_grad
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -31,14 +31,36 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_hooks", {})  # {handle id: (kind, hook)}, in registration order
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
+        if self._hooks:  # the one test hooks cost a module without any: __call__ is on the hot path
+            return _call_with_hooks(self, args, kwargs)
         if _anomaly.enabled:  # keep the stack of modules that anomaly errors name
             return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # --- hooks (PyTorch's), to watch or change what flows through a module --------------------
+    def register_forward_pre_hook(self, hook):
+        """Call hook(module, args) before each forward; a value it returns replaces the positional
+        arguments (a non-tuple is made a 1-tuple). Returns a RemovableHandle."""
+        return RemovableHandle(self._hooks, ("forward_pre", hook))
+
+    def register_forward_hook(self, hook):
+        """Call hook(module, args, output) after each forward; a value it returns replaces the output.
+        Returns a RemovableHandle."""
+        return RemovableHandle(self._hooks, ("forward", hook))
+
+    def register_full_backward_hook(self, hook):
+        """Call hook(module, grad_input, grad_output) in backward, once the gradient with respect to
+        the module's input is computed. grad_input has an entry per positional argument of the call
+        (None for a non-Tensor or a tensor without a gradient), grad_output one for the output; a
+        tuple the hook returns replaces grad_input. For modules called with at most one tensor that
+        requires grad, returning one Tensor (every layer of a ResNet). Returns a RemovableHandle."""
+        return RemovableHandle(self._hooks, ("backward", hook))
 
     # --- registration ------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -216,6 +238,94 @@ class Module:
         lines = [f"({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
         head = f"{type(self).__name__}({self.extra_repr()}"
         return head + ("\n  " + "\n  ".join(lines) + "\n" if lines else "") + ")"
+
+
+def _call_with_hooks(module, args, kwargs):
+    """Module.__call__ with hooks, in PyTorch's order: the forward pre-hooks, forward, the forward
+    hooks. For full backward hooks the tensor argument and the output pass through identity ops
+    (_BackwardHookState) whose backward calls them."""
+    hooks = tuple(module._hooks.values())  # a hook registered during this call runs from the next one
+    for kind, hook in hooks:
+        if kind == "forward_pre":
+            new = hook(module, args)
+            if new is not None:
+                args = new if isinstance(new, tuple) else (new,)
+    backward = [hook for kind, hook in hooks if kind == "backward"]
+    state = _BackwardHookState(module, backward, args) if backward and is_grad_enabled() else None
+    args = state.wrap_input(args) if state else args  # the forward hooks get these too, as PyTorch's
+    out = _anomaly.call_module(module, args, kwargs) if _anomaly.enabled else module.forward(*args, **kwargs)
+    for kind, hook in hooks:
+        if kind == "forward":
+            new = hook(module, args, out)
+            if new is not None:
+                out = new
+    return state.wrap_output(out) if state else out
+
+
+class _Identity(Function):
+    """y = x, whose backward hands the gradient to ``then`` and passes on what it returns: how a
+    module's full backward hooks see the gradients at its boundary (PyTorch's BackwardHookFunction)."""
+
+    @staticmethod
+    def forward(ctx, x, then):
+        ctx.then = then
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.then(g), None
+
+
+class _BackwardHookState:
+    """One call of a module that has full backward hooks. Its output passes through an _Identity
+    whose backward runs first and notes grad_output; its input through one whose backward runs once
+    the gradient w.r.t. the input is complete (every op in the module has sent its part): it calls
+    the hooks there, and passes on the grad_input they return."""
+
+    def __init__(self, module, hooks, args):
+        self.module, self.hooks, self.n_args, self.grad_output = module, hooks, len(args), None
+        wanted = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        if len(wanted) > 1:
+            raise ValueError(f"register_full_backward_hook: {type(module).__name__} was called with {len(wanted)} "
+                             "tensors that require grad; minires's backward hooks take modules with one")
+        self.index = wanted[0] if wanted else None  # the argument whose gradient is grad_input's
+
+    def wrap_input(self, args):
+        if self.index is None:
+            return args
+        return args[:self.index] + (_Identity.apply(args[self.index], self._input_grad),) + args[self.index + 1:]
+
+    def wrap_output(self, out):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"register_full_backward_hook: {type(self.module).__name__} returned "
+                            f"{type(out).__name__}; minires's backward hooks take modules that return one Tensor")
+        return _Identity.apply(out, self._output_grad) if out.requires_grad else out
+
+    def _output_grad(self, g):
+        self.grad_output = (Tensor(g),)
+        if self.index is None:  # no input wants a gradient: no input op will run, so call the hooks now
+            if any(x is not None for x in self._call_hooks((None,) * self.n_args)):
+                raise RuntimeError(f"register_full_backward_hook: a hook of {type(self.module).__name__}, whose "
+                                   "inputs require no grad, returned a grad_input")
+        return g
+
+    def _input_grad(self, g):
+        if self.grad_output is None:  # the gradient did not come through the module's output
+            return g
+        grad_input = self._call_hooks(tuple(Tensor(g) if i == self.index else None for i in range(self.n_args)))
+        new = grad_input[self.index]
+        return None if new is None else replacement_grad(new, g, "register_full_backward_hook")
+
+    def _call_hooks(self, grad_input):
+        for hook in self.hooks:
+            new = hook(self.module, grad_input, self.grad_output)
+            if new is not None:
+                if len(new) != len(grad_input):
+                    raise RuntimeError(f"register_full_backward_hook: a hook of {type(self.module).__name__} returned "
+                                       f"{len(new)} grad_input entries for {len(grad_input)} arguments")
+                grad_input = tuple(new)
+        self.grad_output = None
+        return grad_input
 
 
 def _float_dtype(dtype):
