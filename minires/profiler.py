@@ -78,7 +78,7 @@ class Profile:
 
     def __init__(self, memory=False):
         self.memory, self.events, self.steps, self.wall, self.peak_bytes = memory, [], 0, 0.0, None
-        self._stack, self._names, self._devices, self._dtype = [], {}, set(), None
+        self._stack, self._names, self._device, self._dtype, self._waited = [], {}, "cpu", None, False
 
     # --- the block ------------------------------------------------------------------------------------
     def __enter__(self):
@@ -86,6 +86,10 @@ class Profile:
         if active is not None:
             raise RuntimeError("profile: another profile is already recording (they cannot nest)")
         self._memory_start()
+        self._gpu = None  # minires.cuda when the "cuda" device is in use: events on it wait for the GPU
+        if in_use("cuda"):
+            from . import cuda
+            self._gpu = cuda
         active = self
         self._start = time.perf_counter()
         return self
@@ -121,7 +125,7 @@ class Profile:
         if "cuda" in self._base:
             from . import cuda
             peak["cuda"] = cuda.max_memory_allocated() - self._base["cuda"]
-        self.peak_bytes = peak["cuda"] if "cuda" in self._devices and "cuda" in peak else peak["cpu"]
+        self.peak_bytes = peak["cuda"] if self._waited and "cuda" in peak else peak["cpu"]
 
     # --- the hooks --------------------------------------------------------------------------------------
     def forward(self, cls, ctx, arrays):
@@ -164,31 +168,25 @@ class Profile:
         parent = self._stack[-1] if self._stack else None
         event = Event(name, kind, parent, parent.module if module is None and parent else module or "")
         arrays = _arrays(given)
-        event.shapes = tuple(tuple(a.shape) for a in arrays)
+        event.shapes = tuple(a.shape for a in arrays)
+        if self._dtype is None and arrays and arrays[0].dtype.kind == "f":  # the first op's: for the ceilings
+            self._device, self._dtype = device_of(arrays[0]).name, arrays[0].dtype
+        gpu = self._gpu and any(device_of(a).name == "cuda" for a in arrays)
         self.events.append(event)
         self._stack.append(event)
-        device = self._wait(arrays)
+        if gpu:  # wait for the work queued before, so that the event's time is its own work's
+            self._waited = True
+            self._gpu.synchronize()
         event.start = time.perf_counter()
         try:
             return event, fn(*args), arrays
         finally:
-            self._wait(arrays, device)
+            if gpu:
+                self._gpu.synchronize()
             event.end = time.perf_counter()
             self._stack.pop()
             if parent is not None:
                 parent.inner += event.end - event.start
-
-    def _wait(self, arrays, device=None):
-        """Wait for the GPU when the arrays live on one; -> the arrays' device's name."""
-        if device is None:
-            device = device_of(arrays[0]).name if arrays else "cpu"
-            self._devices.add(device)
-            if self._dtype is None and arrays and arrays[0].dtype.kind == "f":
-                self._dtype = arrays[0].dtype
-        if device == "cuda":
-            from . import cuda
-            cuda.synchronize()
-        return device
 
     def _module_name(self):
         """The qualified name of the module being called ("layer1.0.conv1"), or "" outside any."""
@@ -256,7 +254,7 @@ class Profile:
 
     def _ceilings(self):
         """The ceilings of the device and float dtype the events ran in (the GPU's if any ran there)."""
-        return ceilings("cuda" if "cuda" in self._devices else "cpu", self._dtype or np.float32)
+        return ceilings(self._device, self._dtype or np.float32)
 
     def export_chrome_trace(self, path):
         """Write the events as Chrome's trace format (JSON "traceEvents" of complete events, times in
@@ -312,14 +310,13 @@ def _arrays(value):
 
 
 def _account(event, ins, outs):
-    """Set the bytes an event read and wrote (its input arrays ``ins``, the arrays in ``outs``) and
-    allocated: the memory blocks behind ``outs`` that are not behind ``ins`` (a view counts as the
-    whole block it views)."""
-    outs = _arrays(outs)
-    event.bytes = sum(a.nbytes for a in ins) + sum(a.nbytes for a in outs)
+    """Set the bytes an event moved: it read its input arrays ``ins`` and wrote the arrays in ``outs``
+    that are not views of them; and the bytes it allocated: the memory blocks behind those (a view
+    counts as the whole block it views)."""
     given = {id(_owner(a)) for a in ins}
-    made = {id(b): b for b in map(_owner, outs) if id(b) not in given}
-    event.alloc = sum(b.nbytes for b in made.values())
+    written = [a for a in _arrays(outs) if id(_owner(a)) not in given]
+    event.bytes = sum(a.nbytes for a in ins) + sum(a.nbytes for a in written)
+    event.alloc = sum(b.nbytes for b in {id(b): b for b in map(_owner, written)}.values())
 
 
 def _owner(a):
