@@ -12,15 +12,17 @@ While a profile is active, every op's forward (Function.apply) and backward (run
 convolution plan call (ops/conv.py) and every kernel call (kernels/_dispatch.py) becomes an Event:
 its start and end, the event it ran inside (its parent: an op contains its plan, a plan its kernels),
 the module it ran in (Module.__call__ keeps the stack of modules), the shapes of its arrays, its
-multiply-adds (MACs: convolutions, linear layers, matrix products) or else the bytes it read and
-wrote, and the bytes of the new arrays it made. Per group, ``total`` is the time inside the events,
+multiply-adds (MACs: convolutions, linear layers, matrix products; a backward counts the forward's
+MACs once per gradient of a factor it computes), the bytes it read and wrote, and the bytes of the
+arrays it made (returned or saved; not its inputs, nor views of them). Per group, ``total`` is the time inside the events,
 ``self`` that time less the time in their children. The top-level events (those with no parent)
 never overlap, so their total plus "outside ops" (the graph's bookkeeping, Python between the ops)
 is the profile's wall time.
 
 Rates are set against the machine's ceilings, measured once per process on first use (ceilings()):
-an event with MACs against a square matrix product's FLOP/s, any other against a large array copy's
-bytes/s. On a GPU each event waits for the device at its start and end, so the time is the work's,
+an event with MACs against a square matrix product's FLOP/s (2 per MAC), any other against a large
+array copy's bytes/s. A convolution's rate counts a direct convolution's MACs, so a plan doing fewer
+multiplications (Winograd's) can pass 100% of the GEMM ceiling. On a GPU each event waits for the device at its start and end, so the time is the work's,
 not its launch's. profile(memory=True) also records the peak memory: on the CPU through tracemalloc
 (NumPy reports its arrays to it; tracing slows Python down, so keep it off when timing).
 
@@ -310,13 +312,12 @@ def _arrays(value):
 
 
 def _account(event, ins, outs):
-    """Set the bytes an event moved: it read its input arrays ``ins`` and wrote the arrays in ``outs``
-    that are not views of them; and the bytes it allocated: the memory blocks behind those (a view
-    counts as the whole block it views)."""
+    """Set the bytes an event moved (it read its input arrays ``ins`` and wrote the arrays in
+    ``outs`` that are not views of them) and made: the same written arrays, each counted once."""
     given = {id(_owner(a)) for a in ins}
-    written = [a for a in _arrays(outs) if id(_owner(a)) not in given]
-    event.bytes = sum(a.nbytes for a in ins) + sum(a.nbytes for a in written)
-    event.alloc = sum(b.nbytes for b in {id(b): b for b in map(_owner, written)}.values())
+    written = {id(a): a for a in _arrays(outs) if id(_owner(a)) not in given}
+    event.alloc = sum(a.nbytes for a in written.values())
+    event.bytes = sum(a.nbytes for a in ins) + event.alloc
 
 
 def _owner(a):
