@@ -1,9 +1,12 @@
 """``minires compare``: parameters, multiply-adds, measured throughput, peak memory and published top-1
 per model, on tiny cases; bad input stops with one line and exit status 2 before anything runs."""
+from pathlib import Path
+
 import pytest
 
 from minires import cli, models
 from minires.compare import PUBLISHED_TOP1, measure, table
+from test_profiler import usage_error
 
 
 def test_compare_command(tmp_path, capsys):
@@ -46,8 +49,11 @@ def test_published_figures_name_real_models_and_weights():
     (["resnet18", "--out", "/no/such/folder/c.png"], "the folder /no/such/folder does not exist"),
 ])
 def test_compare_bad_input(argv, message, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["compare", *argv]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("minires compare: error: ") and message in err and err.count("\n") == 1
-    assert not list(tmp_path.iterdir())
+    assert message in usage_error("compare", argv, capsys, tmp_path, monkeypatch)
+
+
+def test_readme_gives_the_table_figures():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, figures in PUBLISHED_TOP1.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        assert all(f"{top1:.3f}" in row for top1 in figures.values()), row

@@ -220,8 +220,15 @@ def test_profile_command(tmp_path, capsys):
     (["resnet18", "--out", "/no/such/folder/p.png"], "the folder /no/such/folder does not exist"),
 ])
 def test_profile_command_bad_input(argv, message, capsys, tmp_path, monkeypatch):
+    assert message in usage_error("profile", argv, capsys, tmp_path, monkeypatch)
+
+
+def usage_error(command, argv, capsys, tmp_path, monkeypatch):
+    """Run ``minires COMMAND ARGV`` in the empty folder tmp_path; check that it exits with status 2,
+    one line on stderr and nothing written; -> that line."""
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["profile", *argv]) == 2
+    assert cli.main([command, *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("minires profile: error: ") and message in err and err.count("\n") == 1
+    assert err.startswith(f"minires {command}: error: ") and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
+    return err
