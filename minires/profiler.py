@@ -31,6 +31,7 @@ Off (the default), each hook costs one test of ``active``.
 import json
 import os
 import sys
+import threading
 import time
 import tracemalloc
 
@@ -92,6 +93,7 @@ class Profile:
         if in_use("cuda"):
             from . import cuda
             self._gpu = cuda
+        self._thread = threading.get_ident()
         active = self
         self._start = time.perf_counter()
         return self
@@ -166,7 +168,9 @@ class Profile:
 
     def _record(self, name, kind, fn, args, given, module=None):
         """Run fn(*args) as a new event whose inputs are the arrays in ``given``; -> (the event, fn's
-        result, those arrays)."""
+        result, those arrays). Calls from other threads (a data loader's) run unrecorded."""
+        if threading.get_ident() != self._thread:
+            return Event(name, kind, None, ""), fn(*args), []
         parent = self._stack[-1] if self._stack else None
         event = Event(name, kind, parent, parent.module if module is None and parent else module or "")
         arrays = _arrays(given)

@@ -2,6 +2,7 @@
 module or kernel, the Chrome trace, multiply-adds against minires.summary, its total against the
 step's wall time, and ``minires profile``."""
 import json
+import threading
 import time
 
 import numpy as np
@@ -232,3 +233,14 @@ def usage_error(command, argv, capsys, tmp_path, monkeypatch):
     assert err.startswith(f"minires {command}: error: ") and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
     return err
+
+
+def test_other_threads_run_unrecorded():
+    x = minires.tensor(np.ones((2, 2), np.float32))
+    results = []
+    with minires.profile() as prof:
+        worker = threading.Thread(target=lambda: results.append(F.relu(x)))
+        worker.start()
+        worker.join()
+        x * 2
+    assert [e.name for e in prof.events] == ["Mul"] and results[0].shape == (2, 2)
