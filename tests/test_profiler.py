@@ -244,3 +244,11 @@ def test_other_threads_run_unrecorded():
         worker.join()
         x * 2
     assert [e.name for e in prof.events] == ["Mul"] and results[0].shape == (2, 2)
+
+
+def test_modules_with_hooks_are_named_too():
+    model, (x, _) = _net(), _batch()
+    model[0].register_forward_hook(lambda module, args, out: None)
+    with minires.profile() as prof:
+        model(x)
+    assert next(e for e in prof.events if e.name == "Conv2d").module == "0"
