@@ -28,6 +28,7 @@ not its launch's. profile(memory=True) also records the peak memory: on the CPU 
 
 Off (the default), each hook costs one test of ``active``.
 """
+import importlib.util
 import json
 import os
 import sys
@@ -436,11 +437,14 @@ def run(args):
 
 
 def check_output(option, path):
-    """Refuse an output path whose folder does not exist, before anything runs. None passes."""
+    """Refuse an output path whose folder does not exist, before anything runs (None passes); a PNG
+    also needs matplotlib."""
     from .study import UsageError
     folder = os.path.dirname(path or "") or "."
     if path is not None and not os.path.isdir(folder):
         raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if path is not None and path.endswith(".png") and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(f"{option} {path}: matplotlib is needed to plot: pip install 'minires[train]'")
 
 
 def plot_bars(rows, steps, path, title):

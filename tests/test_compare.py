@@ -1,5 +1,6 @@
 """``minires compare``: parameters, multiply-adds, measured throughput, peak memory and published top-1
 per model, on tiny cases; bad input stops with one line and exit status 2 before anything runs."""
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,9 @@ def test_readme_gives_the_table_figures():
     for name, figures in PUBLISHED_TOP1.items():
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
         assert all(f"{top1:.3f}" in row for top1 in figures.values()), row
+
+
+def test_without_matplotlib_nothing_runs(capsys, tmp_path, monkeypatch):
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find(name, *a))
+    assert "matplotlib is needed" in usage_error("compare", ["resnet18"], capsys, tmp_path, monkeypatch)
