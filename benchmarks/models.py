@@ -27,7 +27,6 @@ each framework's speed there is reported against its speed alone. Without torch,
 """
 import argparse
 import collections
-import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -36,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import fresh
 
@@ -248,72 +246,20 @@ def proc_status_mb(field):
 
 # ---------------------------------------------------------------- minires's time per op and kernel
 
-@contextlib.contextmanager
-def op_timers(totals):
-    """Within: every op's forward and backward (inclusive of the kernels it calls) and every kernel
-    call add their seconds to totals["op Name.forward"] / ["kernel name"]."""
-    from minires import kernels
-    from minires.autograd.function import Function
-
-    def timer(fn, label):
-        def timed_fn(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                totals[label] += time.perf_counter() - start
-        return timed_fn
-
-    undo = []
-    classes = [Function]
-    while classes:
-        cls = classes.pop()
-        classes += cls.__subclasses__()
-        for attr in ("forward", "backward"):
-            if attr in cls.__dict__ and cls is not Function:
-                undo.append((cls, attr, cls.__dict__[attr]))
-                setattr(cls, attr, staticmethod(timer(getattr(cls, attr), f"op {cls.__name__}.{attr}")))
-    for name in kernels.__all__:
-        fn = getattr(kernels, name)
-        if isinstance(fn, kernels.Kernel):
-            # the ops call kernels.<name>; kernels.winograd_conv3x3 calls its transforms in their module
-            for owner in (kernels, kernels.winograd):
-                if getattr(owner, name, None) is fn:
-                    undo.append((owner, name, fn))
-                    setattr(owner, name, timer(fn, f"kernel {name}"))
-    try:
-        yield
-    finally:
-        for owner, attr, value in undo:
-            setattr(owner, attr, value)
-
-
 def breakdown(model, text, modes, steps):
-    """For each mode: the median step time of minires's model and, per op and kernel, the seconds per
-    step and share of it."""
+    """For each mode: minires.profile's tables of ``steps`` steps after one untimed: per op (forward
+    and backward; the optimizer's kernels), then per convolution plan and kernel."""
     for mode in modes.split(","):
         print(f"\nwhere minires's {'training step' if mode == 'train' else 'inference'} spends its time: "
-              f"{text} (median of {steps} steps after one)")
+              f"{text} ({steps} steps after one)")
         step = model.train_step if mode == "train" else model.infer_step
         step()
-        print_breakdown(step, steps)
-
-
-def print_breakdown(step_fn, steps):
-    """The median of steps timed calls of step_fn, and per op and kernel the seconds per call and share."""
-    totals, times = collections.defaultdict(float), []
-    with op_timers(totals):
-        for _ in range(steps):
-            times.append(fresh.timed(step_fn))
-    step = statistics.median(times)
-    ops = sum(v for k, v in totals.items() if k.startswith("op ")) / steps
-    print(f"  step {step:.3f} s; in ops (forward + backward, inclusive) {ops:.3f} s, outside them "
-          f"(graph, optimizer, batch-norm statistics) {step - ops:.3f} s; a kernel's time is part of its op's")
-    conv = totals["op Conv2d.forward"] + totals["op Conv2d.backward"]
-    totals["= Conv2d's GEMMs (the rest of its time)"] = conv - sum(
-        v for k, v in totals.items() if k in ("kernel im2col", "kernel col2im") or k.startswith("kernel winograd"))
-    for label, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
-        print(f"  {label:<40} {seconds / steps:7.3f} s  {100 * seconds / steps / step:5.1f}%")
+        with model.mr.profile() as prof:
+            for _ in range(steps):
+                step()
+                prof.step()
+        print(prof.table(group_by="op", limit=25))
+        print(prof.table(group_by="kernel", limit=25))
 
 
 # ---------------------------------------------------------------- the parent

@@ -12,7 +12,7 @@ kernels run under a lock.
 import functools
 import threading
 
-from .. import runtime
+from .. import profiler, runtime
 from ..device import device_of
 
 _numba_lock = threading.Lock()
@@ -36,10 +36,18 @@ class Kernel:
         device = device_of(x).name
         backend = runtime.get_kernels() if device == "cpu" else device
         f = self.impls.get(backend, self.impls["numpy"])
-        if backend != "numba":
-            return f(x, *args, **kwargs)
-        with _numba_lock:
-            return f(x, *args, **kwargs)
+        if profiler.active is not None:  # recorded under the name of the version that runs
+            name = f"{self.__name__} ({backend if backend in self.impls else 'numpy'})"
+            return profiler.active.kernel(name, _call, f, backend, x, args, kwargs)
+        return _call(f, backend, x, args, kwargs)
+
+
+def _call(f, backend, x, args, kwargs):
+    """f(x, *args, **kwargs), under the lock when it is a numba kernel."""
+    if backend != "numba":
+        return f(x, *args, **kwargs)
+    with _numba_lock:
+        return f(x, *args, **kwargs)
 
 
 def kernel(reference):

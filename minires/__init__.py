@@ -46,6 +46,7 @@ from .summary import summary  # noqa: E402
 from .autograd.tensor import as_array as _as_array  # noqa: E402
 from .autograd.function import check_dtype as _check_dtype  # noqa: E402
 from .anomaly import AnomalyError, detect_anomaly  # noqa: E402
+from .profiler import profile  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -66,4 +67,4 @@ def tensor(data, dtype=None, requires_grad=False):
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "Function", "gradcheck", "GradcheckError",
            "cuda", "functional", "nn", "optim", "kernels", "set_kernels", "get_kernels", "set_winograd", "get_winograd",
            "set_plans", "get_plans", "manual_seed", "fuse", "explain", "graph",
-           "models", "save", "load", "summary", "detect_anomaly", "AnomalyError"]
+           "models", "save", "load", "summary", "detect_anomaly", "AnomalyError", "profile"]

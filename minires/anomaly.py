@@ -19,7 +19,7 @@ from .device import array_module, is_array
 __all__ = ["detect_anomaly", "AnomalyError"]
 
 enabled = False
-_modules = []  # the modules being called, outermost first (only while enabled)
+_modules = []  # the modules being called, outermost first (only while enabled or a minires.profile is active)
 
 
 class AnomalyError(RuntimeError):

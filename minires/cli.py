@@ -9,8 +9,10 @@ import sys
 
 COMMANDS = {
     "check": "minires.check",
+    "compare": "minires.compare",
     "explain": "minires.explain",
     "graph": "minires.graph",
+    "profile": "minires.profiler",
     "study": "minires.study",
     "summary": "minires.summary",
     "train": "minires.train",

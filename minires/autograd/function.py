@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 
 from .. import anomaly as _anomaly
+from .. import profiler as _profiler
 from . import tensor as _tensor
 from .tensor import Tensor
 
@@ -41,7 +42,7 @@ class Function:
         _check_same_device(cls.__name__, args)
         arrays = tuple(a.data if isinstance(a, Tensor) else a for a in args)
         _check_dtypes(cls.__name__, arrays)
-        out = cls.forward(ctx, *arrays)
+        out = cls.forward(ctx, *arrays) if _profiler.active is None else _profiler.active.forward(cls, ctx, arrays)
         _check_dtypes(cls.__name__, (out,))  # a cast
         if _anomaly.enabled:
             _anomaly.check_forward(ctx, arrays, out)
@@ -60,7 +61,7 @@ class Function:
         return self._saved
 
     def run_backward(self, grad):
-        grads = type(self).backward(self, grad)
+        grads = type(self).backward(self, grad) if _profiler.active is None else _profiler.active.backward(self, grad)
         grads = grads if isinstance(grads, tuple) else (grads,)
         if len(grads) != len(self.inputs):
             raise RuntimeError(f"{type(self).__name__}.backward returned {len(grads)} gradients "

@@ -6,6 +6,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import anomaly as _anomaly
+from .. import profiler as _profiler
 from ..autograd.function import Function, check_dtype
 from ..device import array_module, device_or_dtype, to_device
 from ..autograd.tensor import RemovableHandle, Tensor, is_grad_enabled, replacement_grad
@@ -39,7 +40,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         if self._hooks:  # the one test hooks cost a module without any: __call__ is on the hot path
             return _call_with_hooks(self, args, kwargs)
-        if _anomaly.enabled:  # keep the stack of modules that anomaly errors name
+        if _anomaly.enabled or _profiler.active is not None:  # keep the stack of modules that errors and profiles name
             return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
@@ -253,7 +254,8 @@ def _call_with_hooks(module, args, kwargs):
     backward = [hook for kind, hook in hooks if kind == "backward"]
     state = _BackwardHookState(module, backward, args) if backward and is_grad_enabled() else None
     args = state.wrap_input(args) if state else args  # the forward hooks get these too, as PyTorch's
-    out = _anomaly.call_module(module, args, kwargs) if _anomaly.enabled else module.forward(*args, **kwargs)
+    tracked = _anomaly.enabled or _profiler.active is not None
+    out = _anomaly.call_module(module, args, kwargs) if tracked else module.forward(*args, **kwargs)
     for kind, hook in hooks:
         if kind == "forward":
             new = hook(module, args, out)

@@ -6,6 +6,7 @@ needed). The reference plan, plans/im2col_gemm.py, is the one to read first. Thi
 arguments, asks for a plan, and runs it.
 """
 from .. import plans
+from .. import profiler
 from ..autograd.function import Function
 from ..device import device_of
 from .checks import pair, positive_output, same_dtype, tensor_arg
@@ -15,13 +16,13 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, problem):
         ctx.plan = plans.choose(problem, ctx.needs_input_grad[:3])
-        y, saved = ctx.plan.forward(x, weight, bias)
+        y, saved = _run(ctx.plan, "forward", x, weight, bias)
         ctx.save_for_backward(*saved)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        return (*ctx.plan.backward(ctx.saved_tensors, g), None)
+        return (*_run(ctx.plan, "backward", ctx.saved_tensors, g), None)
 
     def release(self):
         """Free the graph below; the plan takes back what it lent (a pooled buffer) for the next step."""
@@ -29,6 +30,13 @@ class Conv2d(Function):
         super().release()
         if saved is not None:
             plan.release(saved)
+
+
+def _run(plan, direction, *args):
+    """plan.forward or plan.backward on args, recorded when a profile is active (minires.profile)."""
+    if profiler.active is None:
+        return getattr(plan, direction)(*args)
+    return profiler.active.plan(plan, direction, *args)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
