@@ -19,6 +19,19 @@ is written. A loss that is not finite stops the run, before its step changes any
 naming the epoch, the step and the likely causes (exit status 3); --detect-anomaly (slow) names the
 op and the module that first made a NaN or an infinity instead. A failed write (a full disk) stops
 with one line and exit status 1, OUT as the last commit left it.
+
+Many processes: ``mpiexec -n N minires train ...`` (or srun; the launcher is found in the environment,
+or named by --distributed) trains the same run on N ranks, each computing 1/N of every batch:
+--batch-size stays the global batch. Every rank draws the same global batch (the same shuffle and
+augmentation as one process) and keeps its own contiguous rows, so that the run is the one-process
+run computed in pieces: its metrics equal one process's up to float32 rounding, and its checkpoints,
+which hold nothing that depends on N, resume on any number of ranks. The gradients are averaged by
+minires.distributed.DistributedDataParallel; the batch norms compute their statistics over the
+global batch (SyncBatchNorm, --no-sync-bn to keep each rank's own, as PyTorch's default), for the
+same reason. The test set is shared out by whole batches and the sums added up. Rank 0 alone picks
+and writes the run folder, prints and shows progress; what it alone can meet (a failed write, a
+folder or checkpoint refused) it hands to every rank, so that all stop together with one line. A
+rank that dies or hangs ends the job within --timeout seconds (each collective's deadline).
 """
 import argparse
 import contextlib
@@ -35,6 +48,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import distributed as dist
 from . import functional as F
 from . import models
 from .device import get_device, to_device
@@ -112,6 +126,15 @@ def add_arguments(p):
                         "with; an interrupted run prints the command (default: off)")
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate --out's best.npz (else last.npz) on the test set (default: off)")
+    p.add_argument("--distributed", action="store_true",
+                   help="join the ranks that a launcher started (mpiexec, srun) even where the environment does not "
+                        "show it (default: from the environment)")
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="on several ranks, batch statistics over the global batch, as one process computes them "
+                        "(default: on)")
+    p.add_argument("--timeout", type=float, default=dist.DEFAULT_TIMEOUT,
+                   help="on several ranks, the seconds a rank waits for the others in a collective before it ends "
+                        "the job: a rank that died or hangs (default: %(default)g)")
     p.add_argument("--detect-anomaly", action="store_true",
                    help="check every op's result and gradient, and name the first op and module that makes a NaN or "
                         "an infinity (slow; default: off)")
@@ -121,17 +144,18 @@ def run(args):
     start, s = time.perf_counter(), None
     with _StopSignals() as stops:
         try:
+            join_ranks(args)
             s = prepare(args)
             if args.eval_only:
                 loss, acc = evaluate(s.model, s.test_loader, args.device)
-                print(f"{s.checkpoint}: epoch {s.epoch}, test loss {loss:.4f}, test accuracy {acc:.1%}")
+                _say(f"{s.checkpoint}: epoch {s.epoch}, test loss {loss:.4f}, test accuracy {acc:.1%}")
                 return 0
             # NumPy's warnings of overflows are left out: a loss that is not finite is reported in one line
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                     detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
                 fit(s, args, start, stops)
-        except AnomalyError as e:
-            return _report(f"error: {s.where}: {e}; {_saved(s)}", NonFinite.status)
+        except AnomalyError as e:  # met in one rank's share of the batch, maybe not in the others'
+            return _report(f"error: {s.where}: {e}; {_saved(s)}", NonFinite.status, alone=True)
         except RunError as e:
             return _report(f"error: {e}", e.status)
         except Interrupted as e:
@@ -139,9 +163,97 @@ def run(args):
     return 0
 
 
-def _report(message, status):
-    print(f"minires train: {message}", file=sys.stderr)
+def _report(message, status, alone=False):
+    """Print ``message`` as minires train's one line; return ``status``. On several ranks, rank 0
+    alone prints what every rank meets together (a refused option, a loss that is not finite, a
+    signal), and a rank that meets an error ``alone`` prints it and ends the job, whose other ranks
+    would otherwise wait for it until their timeout."""
+    if alone and dist.get_world_size() > 1:
+        dist.abort(f"minires train: {message}")
+    if dist.get_rank() == 0:
+        print(f"minires train: {message}", file=sys.stderr)
     return status
+
+
+def _say(*args, **kwargs):
+    """print(), on rank 0 alone."""
+    if dist.get_rank() == 0:
+        print(*args, **kwargs)
+
+
+# --- many processes ----------------------------------------------------------------------------------
+def join_ranks(args):
+    """Join the ranks of the launcher that started this process, if one did (or --distributed): the
+    collectives wait at most --timeout seconds."""
+    launched = dist.launched_world_size()
+    if not (args.distributed or launched > 1):
+        return
+    if not 0 < args.timeout < math.inf:
+        raise UsageError(f"--timeout must be a finite number of seconds above 0, got {args.timeout}")
+    dist.init(timeout=args.timeout)
+    if dist.get_world_size() < launched or (args.distributed and dist.get_world_size() == 1):
+        raise UsageError(f"started as one of {launched} processes, but without mpi4py and an MPI library each would "
+                         "train alone: pip install 'minires[dist]'" if launched > 1 else
+                         "--distributed: no launcher started this process with others (mpiexec -n N, srun), or "
+                         "mpi4py is missing: pip install 'minires[dist]'")
+
+
+def _on_rank0(work):
+    """work() on rank 0, its result (or the RunError it raised) handed to every rank: what rank 0
+    alone does, reading and writing the run folder, the others then go on, or stop, with."""
+    if dist.get_world_size() == 1:
+        return work()
+    result = None
+    if dist.get_rank() == 0:
+        try:
+            result = work()
+        except RunError as e:
+            result = e
+    result = dist.broadcast_object(result)
+    if isinstance(result, RunError):
+        raise result
+    return result
+
+
+def _sum_over_ranks(*values):
+    """The sums over the ranks of a few numbers (each rank's share of a batch's loss, ...), as floats."""
+    if dist.get_world_size() == 1:
+        return values
+    return tuple(dist.all_reduce(np.array(values, np.float64)).tolist())
+
+
+def _buffers_of_rank0(model):
+    """Rank 0's buffers on every rank: with --no-sync-bn, each rank's last step left its own running
+    statistics, and the test pass and the checkpoint must see one model."""
+    if dist.get_world_size() > 1:
+        for b in model.buffers():
+            dist.broadcast(b.data)
+
+
+def _share(n):
+    """The rows of an n-image batch that this rank computes: the r-th of N contiguous runs, of equal
+    sizes where N divides n."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    return slice(n * rank // world, n * (rank + 1) // world)
+
+
+def _test_batches(n, batch_size):
+    """This rank's share of n test images: the indices of one process's batches r, r + N, ..., whole,
+    so that each batch's sums are the ones one process computes."""
+    starts = range(dist.get_rank() * batch_size, n, dist.get_world_size() * batch_size)
+    return [i for start in starts for i in range(start, min(start + batch_size, n))]
+
+
+def _check_ranks(args, train_size):
+    """The global batch must split into equal shares, and the epoch's last batch give each rank a row."""
+    world = dist.get_world_size()
+    last = train_size % args.batch_size
+    if args.batch_size % world:
+        raise UsageError(f"--batch-size {args.batch_size} must be a multiple of the {world} ranks (the global batch, "
+                         "shared out equally)")
+    if 0 < last < world:
+        raise UsageError(f"the last batch of each epoch holds {last} of the {train_size} training images, fewer than "
+                         f"the {world} ranks: choose a --batch-size that leaves none, or at least {world}")
 
 
 # --- setting up: every check before anything is written ----------------------------------------
@@ -156,8 +268,7 @@ def prepare(args):
             get_device("cuda")
         except RuntimeError as e:
             raise UsageError(e) from None
-    out, checkpoint = _output_folder(args)
-    state = _read_checkpoint(checkpoint, args) if checkpoint else None
+    out, checkpoint, state = _on_rank0(lambda: _open_run(args))
     try:
         import matplotlib  # noqa: F401  (checked now, used after the first epoch)
         import tqdm  # noqa: F401
@@ -168,14 +279,21 @@ def prepare(args):
     except (ValueError, OSError) as e:
         raise UsageError(e) from None
 
+    _check_ranks(args, len(source.train))
+
     manual_seed(args.seed)
     size = source.train.images.shape[-1]
     model = getattr(models, args.model)(num_classes=len(source.train.classes), small_input=size <= SMALL_INPUT_MAX)
     model = fuse(model, inplace=True)  # each batch norm, residual addition and ReLU as one op
+    if dist.get_world_size() > 1 and args.sync_bn:
+        model = dist.convert_sync_batchnorm(model)
     model.to(args.device)
+    # every rank draws the global batches (the same order and augmentation) and keeps its share of each
     train_loader = data.DataLoader(source.train, args.batch_size, shuffle=True, transform=source.train_transform(),
                                    seed=args.seed)
-    test_loader = data.DataLoader(source.test, args.batch_size, transform=source.test_transform())
+    test_set = source.test if dist.get_world_size() == 1 else \
+        data.Subset(source.test, _test_batches(len(source.test), args.batch_size))
+    test_loader = data.DataLoader(test_set, args.batch_size, transform=source.test_transform())
     try:
         optimizer = _optimizer(model, args)
     except ValueError as e:
@@ -196,17 +314,30 @@ def prepare(args):
                              f"pass --epochs above {epoch} to continue")
     # made after the optimizer's state is loaded: the schedule scales the checkpoint's initial lrs
     scheduler = _scheduler(optimizer, args, len(train_loader), step)
+    _on_rank0(lambda: _make_folder(out, args))
+    # the model that trains: over several ranks, wrapped to average the gradients (the checkpoints hold
+    # the model's own state dict, whatever the number of ranks)
+    ddp = dist.DistributedDataParallel(model) if dist.get_world_size() > 1 else model
+    # epoch: the epochs committed; where: how far this process got, for the message of a stop
+    return SimpleNamespace(model=model, ddp=ddp, source=source, train_loader=train_loader, test_loader=test_loader,
+                           optimizer=optimizer, scheduler=scheduler, out=out, checkpoint=checkpoint, epoch=epoch,
+                           history=history, best_acc=max(history["test_acc"], default=-1.0),
+                           where="before the first step")
+
+
+def _open_run(args):
+    """(OUT, the checkpoint to start from or None, its state or None)."""
+    out, checkpoint = _output_folder(args)
+    return out, checkpoint, _read_checkpoint(checkpoint, args) if checkpoint else None
+
+
+def _make_folder(out, args):
     try:
         os.makedirs(out, exist_ok=True)
         if not args.eval_only:
             remove_stale(out)
     except OSError as e:
         raise UsageError(f"cannot make or clean the output folder {out}: {e}") from None
-    # epoch: the epochs committed; where: how far this process got, for the message of a stop
-    return SimpleNamespace(model=model, source=source, train_loader=train_loader, test_loader=test_loader,
-                           optimizer=optimizer, scheduler=scheduler, out=out, checkpoint=checkpoint, epoch=epoch,
-                           history=history, best_acc=max(history["test_acc"], default=-1.0),
-                           where="before the first step")
 
 
 def _check_numbers(args):
@@ -316,6 +447,7 @@ def fit(s, args, start, stops):
     for epoch in range(s.epoch + 1, args.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc, seconds = train_epoch(s, args, epoch)
+        _buffers_of_rank0(s.model)
         s.where = f"in epoch {epoch}/{args.epochs}, in its test pass"
         test_loss, test_acc = evaluate(s.model, s.test_loader, args.device)
         if not math.isfinite(test_loss):
@@ -329,53 +461,67 @@ def fit(s, args, start, stops):
                  "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
                  "loader": s.train_loader.state_dict(), "epoch": epoch, "history": s.history}
         with stops.held():  # a signal now waits until the epoch is saved and reported
-            try:
-                commit(s.out, state, new_best=test_acc > s.best_acc)
-            except OSError as e:
-                raise RunError(f"cannot save epoch {epoch} in {s.out}: {e}; {_saved(s)}") from None
+            _on_rank0(lambda: _commit(s, state, new_best=test_acc > s.best_acc))
             s.epoch, s.best_acc, s.where = epoch, max(s.best_acc, test_acc), f"after epoch {epoch}/{args.epochs}"
-            print(f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f} acc {train_acc:.1%} | "
+            _say(f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f} acc {train_acc:.1%} | "
                   f"test loss {test_loss:.4f} acc {test_acc:.1%} | {row['images_per_s']:.0f} img/s | "
                   f"{row['seconds']:.1f}s", flush=True)
     best = int(np.argmax(s.history["test_acc"]))
-    print(f"best test accuracy {s.history['test_acc'][best]:.1%} (epoch {best + 1}); checkpoints, metrics.csv "
+    _say(f"best test accuracy {s.history['test_acc'][best]:.1%} (epoch {best + 1}); checkpoints, metrics.csv "
           f"and curves.png in {s.out}")
-    print(f"test accuracy {s.history['test_acc'][-1]:.1%} after {args.epochs} epoch{'s' * (args.epochs > 1)} in "
+    _say(f"test accuracy {s.history['test_acc'][-1]:.1%} after {args.epochs} epoch{'s' * (args.epochs > 1)} in "
           f"{_duration(time.perf_counter() - start)}")
+
+
+def _commit(s, state, new_best):
+    try:
+        commit(s.out, state, new_best)
+    except OSError as e:
+        raise RunError(f"cannot save epoch {state['epoch']} in {s.out}: {e}; {_saved(s)}") from None
 
 
 def train_epoch(s, args, epoch):
     """One pass over the training data: (mean loss, accuracy, seconds). Stops with NonFinite at a
-    loss that is not finite, before its backward and step change anything."""
+    loss that is not finite, before its backward and step change anything. On several ranks, each
+    computes its share of every batch, and the loss and accuracy are the global batch's."""
     from tqdm import tqdm
 
     s.model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     # the rate tqdm shows is images/s; off a terminal (a log file) it redraws rarely
     with tqdm(total=len(s.source.train), desc=f"epoch {epoch}/{args.epochs}", unit="img", leave=False,
-              file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 10) as bar:
+              file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 10, disable=dist.get_rank() > 0) as bar:
         for step, (x, y) in enumerate(s.train_loader, 1):
             s.where = f"in epoch {epoch}/{args.epochs} at step {step}/{len(s.train_loader)}"
+            n, rows = len(y), _share(len(y))
+            x, y = Tensor(x.data[rows]), Tensor(y.data[rows])  # this rank's share of the batch (alone: all of it)
             x, y = _to(x, args.device), _to(y, args.device)
-            logits = s.model(x)
+            logits = s.ddp(x)
             loss = F.cross_entropy(logits, y)
-            value = loss.item()
+            # the batch's loss sum and correct count over the ranks: the same numbers, and decision, on each
+            batch_loss, batch_correct = _sum_over_ranks(loss.item() * len(y),
+                                                        int((logits.data.argmax(axis=1) == y.data).sum()))
+            value = batch_loss / n
             if not math.isfinite(value):
                 raise NonFinite(f"the training loss is {value} {s.where}: {_causes(args)}; {_saved(s)}")
             s.optimizer.zero_grad()
-            loss.backward()
+            # DDP averages the ranks' gradients; each rank's mean loss weighted by N * its rows / n (1 for
+            # equal shares) makes that average the gradient of the batch's mean loss
+            weight = dist.get_world_size() * len(y) / n
+            (loss if weight == 1 else loss * weight).backward()
             s.optimizer.step()
             s.scheduler.step()
-            total_loss += value * len(y)
-            correct += int((logits.data.argmax(axis=1) == y.data).sum())
-            seen += len(y)
-            bar.update(len(y))
+            total_loss += batch_loss
+            correct += int(batch_correct)
+            seen += n
+            bar.update(n)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.1%}")
     return total_loss / seen, correct / seen, time.perf_counter() - t0
 
 
 def evaluate(model, loader, device):
-    """(mean cross-entropy, accuracy) over a loader, in eval mode (BatchNorm's running statistics)."""
+    """(mean cross-entropy, accuracy) over a loader, in eval mode (BatchNorm's running statistics);
+    on several ranks, over the union of their loaders."""
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
     with no_grad():
@@ -385,6 +531,7 @@ def evaluate(model, loader, device):
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.data.argmax(axis=1) == y.data).sum())
             seen += len(y)
+    total_loss, correct, seen = _sum_over_ranks(total_loss, correct, seen)  # each rank's test batches, added up
     return total_loss / seen, correct / seen
 
 
@@ -456,7 +603,7 @@ def _command(args, out, resume):
     for dest, value in vars(args).items():
         if dest in defaults and dest not in ("out", "resume") and value != defaults[dest]:
             flag = "--" + dest.replace("_", "-")
-            words += [flag] if value is True else [flag, str(value)]
+            words += [flag] if value is True else ["--no-" + flag[2:]] if value is False else [flag, str(value)]
     return shlex.join(words + ["--out", out] + (["--resume"] if resume else []))
 
 

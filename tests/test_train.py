@@ -305,7 +305,7 @@ def test_help_shows_the_defaults(capsys):
         main(["train", "--help"])
     options = re.split(r"\n  (?=-)", capsys.readouterr().out.split("options:")[1])[1:]  # one entry an option
     options = {o.split()[0].rstrip(","): " ".join(o.split()) for o in options}
-    assert len(options) == 19 and all("default: " in text for option, text in options.items() if option != "-h")
+    assert len(options) == 22 and all("default: " in text for option, text in options.items() if option != "-h")
     for option, default in [("--model", "resnet18"), ("--epochs", "12"), ("--batch-size", "64"),
                             ("--lr", "0.02 sgd, 0.001 adamw"), ("--momentum", "0.9"), ("--nesterov", "off"),
                             ("--weight-decay", "0.0005 sgd, 0.05 adamw"), ("--schedule", "cosine"),

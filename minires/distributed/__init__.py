@@ -15,11 +15,11 @@ with one line instead of leaving the others blocked forever. Modules: collective
 group and the collectives), mpi.py and nccl.py (the backends), work.py (waiting with a deadline),
 ddp.py (DistributedDataParallel), sync_batchnorm.py (SyncBatchNorm and its op).
 """
-from .collectives import (DEFAULT_TIMEOUT, all_gather, all_reduce, barrier, broadcast, get_local_rank, get_rank,
-                          get_world_size, init, is_initialized)
+from .collectives import (DEFAULT_TIMEOUT, abort, all_gather, all_reduce, barrier, broadcast, broadcast_object,
+                          get_local_rank, get_rank, get_world_size, init, is_initialized, launched_world_size)
 from .ddp import DistributedDataParallel
 from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
-__all__ = ["init", "is_initialized", "get_rank", "get_world_size", "get_local_rank", "barrier", "all_reduce",
-           "broadcast", "all_gather", "DEFAULT_TIMEOUT", "DistributedDataParallel", "SyncBatchNorm",
+__all__ = ["init", "is_initialized", "launched_world_size", "get_rank", "get_world_size", "get_local_rank", "barrier",
+           "all_reduce", "broadcast", "all_gather", "broadcast_object", "abort", "DEFAULT_TIMEOUT", "DistributedDataParallel", "SyncBatchNorm",
            "convert_sync_batchnorm"]

@@ -7,12 +7,20 @@ every device's backend is SingleProcess, and the collectives give back what they
 
 Every collective is non-blocking underneath (a Work, see work.py); async_op=False waits for it.
 """
+import os
+import pickle
+
+import numpy as np
+
 from ..device import device_of
 from .mpi import OPS, MPIBackend
 from .nccl import NCCLBackend, use_local_gpu
-from .work import done
+from .work import done, fail
 
 DEFAULT_TIMEOUT = 60.0  # seconds a collective may take before the job is aborted (init's timeout)
+# the variables in which launchers give each process the number they started: MPICH's and Intel MPI's
+# mpiexec and Slurm's srun --mpi=pmi2 (PMI_SIZE), Open MPI's mpirun (OMPI_COMM_WORLD_SIZE)
+LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
 _BACKENDS = {"cpu": MPIBackend, "cuda": NCCLBackend}  # device name -> backend class
 _group = None
@@ -50,6 +58,9 @@ class SingleProcess:
     def barrier(self):
         return done(None)
 
+    def abort(self):
+        """Nothing to end but this process, which fail() ends."""
+
 
 def init(timeout=DEFAULT_TIMEOUT):
     """Join the process group the launcher started (mpiexec, srun: rank and world size from MPI),
@@ -80,6 +91,15 @@ def _mpi():
         return MPI
     except (ImportError, RuntimeError):  # RuntimeError: mpi4py without an MPI library (pip install mpich)
         return None
+
+
+def launched_world_size():
+    """The number of processes that a launcher says it started with this one (its environment
+    variables, read without starting MPI), or 1 where none says so: a process started alone."""
+    for name in LAUNCHER_SIZE_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
 
 
 def is_initialized():
@@ -142,3 +162,21 @@ def all_gather(array, async_op=False):
 def barrier():
     """Wait until every rank has reached this call (over the host, MPI)."""
     _require("barrier").backend("cpu").barrier().wait()
+
+
+def broadcast_object(obj, src=0):
+    """Rank src's ``obj`` (anything that pickles: a path, a checkpoint, an exception) on every rank,
+    as PyTorch's broadcast_object_list: its pickled bytes' length, then the bytes, over the host."""
+    group = _require("broadcast_object")
+    if group.world_size == 1:
+        return obj
+    payload = np.frombuffer(pickle.dumps(obj), np.uint8).copy() if group.rank == src else None
+    size = broadcast(np.array([0 if payload is None else payload.size], np.int64), src)
+    payload = broadcast(np.empty(int(size[0]), np.uint8) if payload is None else payload, src)
+    return obj if group.rank == src else pickle.loads(payload.tobytes())
+
+
+def abort(message):
+    """Write ``message`` as one line naming this rank, and end every rank of the job (MPI_Abort):
+    for what one rank meets alone, which the others would otherwise wait for until their timeout."""
+    fail(message, _require("abort").backend("cpu").abort)

@@ -2,10 +2,13 @@
 samples together, for when each rank's share is too small for good statistics (large models, a few
 images per GPU).
 
-Forward: each rank sums, per channel, x and x^2 over its own samples; one all_reduce of
-(sum x, sum x^2, count) gives the global mean = S/M and biased variance = Q/M - mean^2 (M values per
-channel over all ranks), the sums accumulated in float64 so that the subtraction loses nothing a
-float32 result would show unless |mean| / std exceeds about 1e4. Backward: with xhat the normalized
+Forward: each rank r sums, per channel, its n_r values shifted by its own mean c_r (rounded to x's
+dtype): S_r = sum(x - c_r), Q_r = sum((x - c_r)^2), in float64; one all_gather of (n_r, c_r, S_r, Q_r)
+gives the global mean = sum_r (n_r c_r + S_r) / M over the M values of all ranks, and the biased
+variance = sum_r (Q_r + 2 d_r S_r + n_r d_r^2) / M with d_r = c_r - mean (expand (x - c_r + d_r)^2).
+Shifting first matters: the plain E[x^2] - mean^2 subtracts two large numbers where |mean| >> std,
+and float32 squares carry too few digits for that (the gradients then differ visibly from one
+process's BatchNorm). Backward: with xhat the normalized
 input, scale = weight * invstd and g the output's gradient,
     dx = scale * (g - sum(g) / M - xhat * sum(g * xhat) / M),
 sums again over the global batch: one all_reduce of (sum g, sum g * xhat). weight's and bias's
@@ -30,10 +33,12 @@ class SyncBatchNormFunction(Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
         x3 = x.reshape(x.shape[0], x.shape[1], -1)
         c = x3.shape[1]
-        sums = dist.all_reduce(_sums(x3, x3))  # (sum x, sum x^2, count) over the global batch, in one
-        m = float(sums[2 * c])
-        mean = sums[:c] / m
-        var = array_module(x).maximum(sums[c:2 * c] / m - mean * mean, 0)
+        rows = dist.all_gather(_shifted_sums(x3))  # each rank's (n_r, c_r, S_r, Q_r), in one
+        counts, shifts, s, q = rows[:, :1], rows[:, 1:1 + c], rows[:, 1 + c:1 + 2 * c], rows[:, 1 + 2 * c:]
+        m = float(counts.sum())
+        mean = (counts * shifts + s).sum(axis=0) / m
+        d = shifts - mean
+        var = (q + 2 * d * s + counts * d * d).sum(axis=0) / m
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean.astype(running_mean.dtype)
@@ -50,7 +55,8 @@ class SyncBatchNormFunction(Function):
         g3 = g.reshape(x3.shape)
         c, m = x3.shape[1], ctx.count
         xhat = (x3 - mean[:, None]) * invstd[:, None]
-        local = _sums(g3, xhat)
+        xp = array_module(g3)
+        local = xp.concatenate([g3.sum(axis=(0, 2), dtype=np.float64), (g3 * xhat).sum(axis=(0, 2), dtype=np.float64)])
         gbias, gweight = local[:c].astype(g.dtype), local[c:2 * c].astype(g.dtype)  # this rank's own
         sums = dist.all_reduce(local)  # (sum g, sum g * xhat) over the global batch, in place
         scale = invstd if weight is None else weight * invstd
@@ -60,11 +66,15 @@ class SyncBatchNormFunction(Function):
                 gbias if ctx.needs_input_grad[2] else None, None, None, None, None)
 
 
-def _sums(a, b):
-    """Per channel of (N, C, L) arrays, in float64: (sum a, sum a * b, the count N * L), concatenated (2C + 1,)."""
-    xp = array_module(a)
-    count = xp.full(1, a.shape[0] * a.shape[2], dtype=np.float64)
-    return xp.concatenate([a.sum(axis=(0, 2), dtype=np.float64), (a * b).sum(axis=(0, 2), dtype=np.float64), count])
+def _shifted_sums(x3):
+    """Per channel of (N, C, L) x3, shifted by its mean c (in x3's dtype): (the count N * L, c,
+    sum(x - c), sum((x - c)^2)), in float64, concatenated (3C + 1,). No rows: c = 0."""
+    xp = array_module(x3)
+    n = x3.shape[0] * x3.shape[2]
+    shift = (x3.sum(axis=(0, 2), dtype=np.float64) / max(n, 1)).astype(x3.dtype)
+    d = x3 - shift[:, None]
+    return xp.concatenate([xp.full(1, n, dtype=np.float64), shift.astype(np.float64),
+                           d.sum(axis=(0, 2), dtype=np.float64), (d * d).sum(axis=(0, 2), dtype=np.float64)])
 
 
 class SyncBatchNorm(BatchNorm2d):

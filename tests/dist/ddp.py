@@ -1,7 +1,5 @@
 """DistributedDataParallel over the ranks: the checks of tests/test_distributed.py (see there)."""
-import numpy as np
-
-from common import B, dist, global_batch, grads, local, minires, model, same_on_every_rank, assert_close
+from common import dist, global_batch, grads, local, minires, model, same_on_every_rank, assert_close
 
 F = minires.functional
 
