@@ -422,18 +422,29 @@ def run(args):
         for _ in range(steps):
             step()
             prof.step()
+    plain = _timed_steps(step, steps)  # the same steps unprofiled: what recording them costs
     with profile(memory=True) as traced:  # the peak in a step of its own: tracing slows the timed ones
         step()
     prof.peak_bytes = traced.peak_bytes
     what = f"{args.model}, batch {batch}, {size}x{size}, {'training step' if args.training else 'inference'}, {args.device}"
     print(f"{what}; times per step over {steps} steps after one untimed")
     print(prof.table(args.sort_by, args.group_by, limit=rows))
+    print(f"unprofiled: {1e3 * plain / steps:.2f} ms per step over {steps} steps; profiled / unprofiled = "
+          f"{prof.wall / plain:.3f} (the profiler's own cost, and the machine's noise)")
     plot_bars(prof.rows(args.group_by, "total")[:rows], max(prof.steps, 1), out, what)
     print(f"wrote {out}")
     if args.trace:
         prof.export_chrome_trace(args.trace)
         print(f"wrote {args.trace} (open it in https://ui.perfetto.dev or chrome://tracing)")
     return 0
+
+
+def _timed_steps(step, steps):
+    """Seconds that ``steps`` calls of step() take, nothing recorded."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - start
 
 
 def check_output(option, path):
