@@ -37,13 +37,14 @@ import numpy as np
 
 from . import functional as F
 from . import models
-from .device import get_device, to_device
+from .data.prefetch import prefetch
+from .device import get_device, is_device_name
 from .fusion import fuse
 from .optim import SGD, AdamW, lr_scheduler
 from .random import manual_seed
 from .serialization import load, save
 from .anomaly import AnomalyError, detect_anomaly
-from .autograd.tensor import Tensor, no_grad
+from .autograd.tensor import no_grad
 
 METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds"]
 OPTIMIZER_DEFAULTS = {"sgd": dict(lr=0.02, weight_decay=5e-4), "adamw": dict(lr=1e-3, weight_decay=0.05)}
@@ -84,6 +85,13 @@ def zoo():
             if n[0].islower() and "small_input" in inspect.signature(getattr(models, n)).parameters]
 
 
+def _device_name(name):
+    """--device's value: a device minires knows (cuda is checked for a GPU later, in prepare)."""
+    if not is_device_name(name):
+        raise argparse.ArgumentTypeError(f"unknown device {name!r}: expected cpu, cuda or a registered device")
+    return name
+
+
 def add_arguments(p):
     sgd, adamw = OPTIMIZER_DEFAULTS["sgd"], OPTIMIZER_DEFAULTS["adamw"]
     p.add_argument("--model", default="resnet18", help="a minires.models name (default: %(default)s)")
@@ -103,7 +111,8 @@ def add_arguments(p):
                         "cosine to 0 (default: %(default)s)")
     p.add_argument("--warmup-epochs", type=float, default=None,
                    help="linear lr warmup from lr/10 over this many epochs (default: 1, or half of --epochs if less)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: %(default)s)")
+    p.add_argument("--device", type=_device_name, default="cpu", help="cpu, cuda or another registered device "
+                   "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="fixes the initial weights, data order and augmentation (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: the first free runs/train-N)")
@@ -354,9 +363,8 @@ def train_epoch(s, args, epoch):
     # the rate tqdm shows is images/s; off a terminal (a log file) it redraws rarely
     with tqdm(total=len(s.source.train), desc=f"epoch {epoch}/{args.epochs}", unit="img", leave=False,
               file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 10) as bar:
-        for step, (x, y) in enumerate(s.train_loader, 1):
+        for step, (x, y) in enumerate(prefetch(s.train_loader, args.device), 1):  # on the device, copied ahead
             s.where = f"in epoch {epoch}/{args.epochs} at step {step}/{len(s.train_loader)}"
-            x, y = _to(x, args.device), _to(y, args.device)
             logits = s.model(x)
             loss = F.cross_entropy(logits, y)
             value = loss.item()
@@ -379,17 +387,12 @@ def evaluate(model, loader, device):
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
     with no_grad():
-        for x, y in loader:
-            x, y = _to(x, device), _to(y, device)
+        for x, y in prefetch(loader, device):
             logits = model(x)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.data.argmax(axis=1) == y.data).sum())
             seen += len(y)
     return total_loss / seen, correct / seen
-
-
-def _to(t, device):
-    return t if device == "cpu" else Tensor(to_device(t.data, device))
 
 
 # --- stopping ----------------------------------------------------------------------------------------
