@@ -161,7 +161,10 @@ def _install_cuda():
 
 
 # The GPU's convolution plans: the CPU's, less those whose reason is the CPU's memory system
-# (Winograd's transforms and the blocked im2col's cache-sized blocks); im2col through our kernel,
-# GEMMs through cuBLAS (CuPy's matmul).
+# (Winograd's transforms and the blocked im2col's cache-sized blocks); then, where col would be
+# large, implicit GEMM (our kernel, no col); else im2col through our kernel, GEMMs through cuBLAS
+# (CuPy's matmul).
 RULES = [rule for rule in plans.rules("cpu") if rule.make not in (plans.Winograd, plans.BlockedIm2colGemm)] + [
+    plans.Rule(plans.ImplicitGemm, plans.col_is_large, "im2col's col would pass THRESHOLDS['implicit_gemm_col_bytes']"
+               " (a memory rule): implicit GEMM makes none and keeps x for the backward"),
     plans.Rule(plans.Im2colGemm, lambda p, needs: True, "im2col (our CUDA kernel) + cuBLAS GEMM")]
