@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 import pytest
-from cuda_cpu.worker import KernelCrashed, Worker
+from cuda_cpu.worker import Worker
 
 import minires.functional as F
 from minires import kernels, plans
