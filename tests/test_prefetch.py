@@ -102,27 +102,29 @@ def test_the_next_copy_starts_before_a_batch_is_yielded_and_buffers_alternate():
                      + waits + [("yield", 0)]
                      + syncs + copies  # batch 2 (shorter) in batch 0's buffers, once batch 0's copy is done
                      + waits + [("yield", 1)]
-                     + waits + [("yield", 2)])
+                     + waits + [("yield", 2)]
+                     + syncs + syncs)  # the end: no pinned buffer is given back while a copy may read it
     copied = [arg for what, arg in log if what == "copy"]
     waited = [arg for what, arg in log if what == "wait"]
     assert waited == copied  # each batch waited for by the compute side, in order
-    assert [arg for what, arg in log if what == "synchronize"] == copied[:2]
+    assert [arg for what, arg in log if what == "synchronize"] == copied[:2] + copied[4:] + copied[2:4]
 
 
 def test_a_pinned_buffer_is_not_refilled_during_its_copy(monkeypatch):
     """The check above can fail: one set of buffers would refill batch 0's before its copy is done."""
     module = importlib.import_module("minires.data.prefetch")  # minires.data.prefetch is also the function
     monkeypatch.setattr(module, "SLOTS", 1)
-    monkeypatch.setattr(module._Slot, "start", _start_without_synchronizing(module._Slot.start))
+    monkeypatch.setattr(module._Slot, "finish", lambda slot, copier: None)
     with pytest.raises(AssertionError, match="refilled while a copy from it was still pending"):
         list(prefetch(loader(), NAME))
 
 
-def _start_without_synchronizing(start):
-    def unsafe(slot, copier, batch):
-        slot.events = []
-        return start(slot, copier, batch)
-    return unsafe
+def test_a_loop_left_early_waits_for_the_copies_under_way():
+    batches = prefetch(loader(), NAME)
+    next(batches)  # batch 1's copy has started
+    assert Copier.current.pending
+    batches.close()  # as a training loop stopped by an error does
+    assert not Copier.current.pending
 
 
 def test_on_the_cpu_the_batches_pass_through():

@@ -33,14 +33,18 @@ def prefetch(batches, device):
             yield tuple(t if t.device == target.name else Tensor(to_device(t.data, target.name)) for t in batch)
         return
     copier, slots = target.copier(), [_Slot() for _ in range(SLOTS)]
-    pending = None
-    for i, batch in enumerate(batches):
-        started = slots[i % SLOTS].start(copier, batch)
+    try:
+        pending = None
+        for i, batch in enumerate(batches):
+            started = slots[i % SLOTS].start(copier, batch)
+            if pending is not None:
+                yield _ready(copier, pending)
+            pending = started
         if pending is not None:
             yield _ready(copier, pending)
-        pending = started
-    if pending is not None:
-        yield _ready(copier, pending)
+    finally:  # at the end, or a loop left early: the pinned buffers go back only once no copy reads them
+        for slot in slots:
+            slot.finish(copier)
 
 
 def _ready(copier, started):
@@ -58,8 +62,7 @@ class _Slot:
 
     def start(self, copier, batch):
         """Stage ``batch`` in this slot's buffers and start its copies: [(device array, event)]."""
-        for event in self.events:
-            copier.synchronize(event)  # the previous copy from these buffers has finished reading them
+        self.finish(copier)
         hosts = [t.data for t in batch]
         if len(self.buffers) != len(hosts):
             self.buffers = [None] * len(hosts)
@@ -71,6 +74,12 @@ class _Slot:
             started.append(copier.copy(staged))
         self.events = [event for _, event in started]
         return started
+
+    def finish(self, copier):
+        """Wait (on the host) until the copies last made from this slot's buffers have read them."""
+        for event in self.events:
+            copier.synchronize(event)
+        self.events = []
 
 
 def _fitting(copier, buffer, host):
