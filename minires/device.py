@@ -1,7 +1,9 @@
 """Devices: where a Tensor's array lives, and the array module (numpy, cupy, ...) that works on it.
 
-A Device is a name, the type of the arrays that live there, its array module ``xp``, and the two
-copies to and from the host. "cpu" is NumPy's ndarray and is always there; "cuda" is CuPy's,
+A Device is a name, the type of the arrays that live there, its array module ``xp``, the two
+copies to and from the host, and optionally a ``copier``: asynchronous host-to-device copies, which
+let minires.data.prefetch copy the next batch while this one computes (the GPU's: a copy stream
+and pinned host memory). "cpu" is NumPy's ndarray and is always there; "cuda" is CuPy's,
 registered the first time it is asked for. Everything device-specific is registered under the
 device's name, never written into an op: kernels (kernels.Kernel.register) and convolution plans
 (minires.plans.register). A new device (tests register a test-only one) is one register_device call
@@ -10,7 +12,7 @@ references, which run on its xp.
 """
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -24,6 +26,7 @@ class Device:
     xp: Any                      # the array module: numpy's functions over array_type
     to_host: Callable            # array here -> NumPy array
     from_host: Callable          # NumPy (or any) array -> array here
+    copier: Optional[Callable] = None  # () -> asynchronous copies (minires.data.prefetch), or None
 
 
 _by_name, _by_type = {}, {}
@@ -50,8 +53,9 @@ def _cuda():
             raise RuntimeError
     except Exception:
         raise RuntimeError("device 'cuda': CuPy found no CUDA GPU on this machine") from None
-    device = register_device(Device("cuda", cupy.ndarray, cupy, to_host=cupy.asnumpy, from_host=cupy.asarray))
-    from .cuda import _install_cuda  # its kernels and plans
+    from .cuda import StreamCopier, _install_cuda  # its copies, kernels and plans
+    device = register_device(Device("cuda", cupy.ndarray, cupy, to_host=cupy.asnumpy, from_host=cupy.asarray,
+                                    copier=StreamCopier))
     _install_cuda()
     return device
 

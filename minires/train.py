@@ -35,7 +35,6 @@ rank that dies or hangs ends the job within --timeout seconds (each collective's
 """
 import argparse
 import contextlib
-import inspect
 import math
 import os
 import shlex
@@ -51,7 +50,8 @@ import numpy as np
 from . import distributed as dist
 from . import functional as F
 from . import models
-from .device import get_device, to_device
+from .data.prefetch import prefetch
+from .device import get_device, is_device_name
 from .fusion import fuse
 from .optim import SGD, AdamW, lr_scheduler
 from .random import manual_seed
@@ -94,8 +94,14 @@ class Interrupted(BaseException):
 
 def zoo():
     """The model names --model accepts: the minires.models constructors with a small-input stem."""
-    return [n for n in models.__all__
-            if n[0].islower() and "small_input" in inspect.signature(getattr(models, n)).parameters]
+    return [n for n in models.ARCHITECTURES if not models.is_cifar(n)]
+
+
+def _device_name(name):
+    """--device's value: a device minires knows (cuda is checked for a GPU later, in prepare)."""
+    if not is_device_name(name):
+        raise argparse.ArgumentTypeError(f"unknown device {name!r}: expected cpu, cuda or a registered device")
+    return name
 
 
 def add_arguments(p):
@@ -117,7 +123,8 @@ def add_arguments(p):
                         "cosine to 0 (default: %(default)s)")
     p.add_argument("--warmup-epochs", type=float, default=None,
                    help="linear lr warmup from lr/10 over this many epochs (default: 1, or half of --epochs if less)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: %(default)s)")
+    p.add_argument("--device", type=_device_name, default="cpu", help="cpu, cuda or another registered device "
+                   "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="fixes the initial weights, data order and augmentation (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: the first free runs/train-N)")
@@ -235,6 +242,13 @@ def _share(n):
     sizes where N divides n."""
     rank, world = dist.get_rank(), dist.get_world_size()
     return slice(n * rank // world, n * (rank + 1) // world)
+
+
+def _shares(loader):
+    """This rank's rows of each of the loader's batches (alone: all of them)."""
+    for x, y in loader:
+        rows = _share(len(y))
+        yield Tensor(x.data[rows]), Tensor(y.data[rows])
 
 
 def _test_batches(n, batch_size):
@@ -491,16 +505,13 @@ def train_epoch(s, args, epoch):
     # the rate tqdm shows is images/s; off a terminal (a log file) it redraws rarely
     with tqdm(total=len(s.source.train), desc=f"epoch {epoch}/{args.epochs}", unit="img", leave=False,
               file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 10, disable=dist.get_rank() > 0) as bar:
-        for step, (x, y) in enumerate(s.train_loader, 1):
+        for step, (x, y) in enumerate(prefetch(_shares(s.train_loader), args.device), 1):  # copied ahead
             s.where = f"in epoch {epoch}/{args.epochs} at step {step}/{len(s.train_loader)}"
-            n, rows = len(y), _share(len(y))
-            x, y = Tensor(x.data[rows]), Tensor(y.data[rows])  # this rank's share of the batch (alone: all of it)
-            x, y = _to(x, args.device), _to(y, args.device)
             logits = s.ddp(x)
             loss = F.cross_entropy(logits, y)
             # the batch's loss sum and correct count over the ranks: the same numbers, and decision, on each
-            batch_loss, batch_correct = _sum_over_ranks(loss.item() * len(y),
-                                                        int((logits.data.argmax(axis=1) == y.data).sum()))
+            batch_loss, batch_correct, n = _sum_over_ranks(loss.item() * len(y),
+                                                           int((logits.data.argmax(axis=1) == y.data).sum()), len(y))
             value = batch_loss / n
             if not math.isfinite(value):
                 raise NonFinite(f"the training loss is {value} {s.where}: {_causes(args)}; {_saved(s)}")
@@ -525,18 +536,13 @@ def evaluate(model, loader, device):
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
     with no_grad():
-        for x, y in loader:
-            x, y = _to(x, device), _to(y, device)
+        for x, y in prefetch(loader, device):
             logits = model(x)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.data.argmax(axis=1) == y.data).sum())
             seen += len(y)
     total_loss, correct, seen = _sum_over_ranks(total_loss, correct, seen)  # each rank's test batches, added up
     return total_loss / seen, correct / seen
-
-
-def _to(t, device):
-    return t if device == "cpu" else Tensor(to_device(t.data, device))
 
 
 # --- stopping ----------------------------------------------------------------------------------------

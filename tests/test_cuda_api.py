@@ -44,31 +44,42 @@ OPTIONAL = ("cupy.cuda.nccl",)
 
 
 def test_every_cupy_name_the_gpu_path_uses_exists():
-    """cupy.X.Y written in minires's GPU code, and xp.X in the array-module generic code that runs
-    on CuPy arrays there: each must resolve in the installed CuPy. A typo or an API CuPy lacks (CuPy
-    14 has no cupy.cudnn, for one) fails here, not first on a GPU."""
+    """cupy.X.Y and cupyx.X written in minires's GPU code, and xp.X in the array-module generic code that
+    runs on CuPy arrays there: each must resolve in the installed CuPy. A typo or an API CuPy lacks
+    (CuPy 14 has no cupy.cudnn, for one) fails here, not first on a GPU."""
+    import cupyx
     missing = []
     for path, text in _sources("minires", "kernels", "benchmarks"):
-        names = set(re.findall(r"\bcupy((?:\.[A-Za-z_]\w*)+)", text))
-        names |= set(re.findall(r"\bxp((?:\.[A-Za-z_]\w*)+)", text)) - {".__name__"}
-        for name in names:
-            if ("cupy" + name).startswith(OPTIONAL):
+        names = set(re.findall(r"\b(cupyx?)((?:\.[A-Za-z_]\w*)+)", text))
+        names |= {("cupy", name) for name in re.findall(r"\bxp((?:\.[A-Za-z_]\w*)+)", text)} - {("cupy", ".__name__")}
+        for module, name in names:
+            if (module + name).startswith(OPTIONAL):
                 continue
-            obj = cupy
+            obj = cupyx if module == "cupyx" else cupy
             for part in name.strip(".").split("."):
                 if not hasattr(obj, part):
-                    missing.append(f"{path}: cupy{name}")
+                    missing.append(f"{path}: {module}{name}")
                     break
                 obj = getattr(obj, part)
     assert not missing, missing
+
+
+def test_the_stream_copier_calls_what_cupy_has():
+    """minires.cuda.StreamCopier's calls on CuPy's objects (streams, events, arrays), which the scan
+    above cannot see: a GPU is needed to make the objects, not to look at their classes."""
+    import inspect
+    stream, event = cupy.cuda.Stream, cupy.cuda.Event
+    assert all(hasattr(stream, m) for m in ("wait_event", "record")) and hasattr(event, "synchronize")
+    assert "non_blocking" in inspect.signature(stream).parameters
+    assert "stream=" in cupy.ndarray.set.__doc__.splitlines()[0]  # a Cython method: its signature is its doc's first line
 
 
 def test_the_check_finds_a_bad_name(tmp_path, monkeypatch):
     """The scan above can fail: a made-up name is reported."""
     fake = tmp_path / "minires"
     fake.mkdir()
-    (fake / "gpu.py").write_text("import cupy\ncupy.cuda.not_a_thing()\nxp.no_such_function(a)\n")
+    (fake / "gpu.py").write_text("import cupy\ncupy.cuda.not_a_thing()\nxp.no_such_function(a)\ncupyx.no_pinned()\n")
     monkeypatch.setattr(__import__(__name__), "ROOT", str(tmp_path))
     with pytest.raises(AssertionError) as info:
         test_every_cupy_name_the_gpu_path_uses_exists()
-    assert "cupy.cuda.not_a_thing" in str(info.value) and "cupy.no_such_function" in str(info.value)
+    assert all(name in str(info.value) for name in ("cupy.cuda.not_a_thing", "cupy.no_such_function", "cupyx.no_pinned"))

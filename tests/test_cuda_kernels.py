@@ -19,13 +19,15 @@ import zlib
 
 import numpy as np
 import pytest
-from cuda_cpu.worker import KernelCrashed, Worker
+from cuda_cpu.worker import Worker
 
-from minires import kernels
+import minires.functional as F
+from minires import kernels, plans
 from minires.kernels._geometry import out_hw, pool_out_size
 from minires.kernels._layout import canonical, from_planes, is_channel_major, to_planes
 from minires.kernels.pooling import avgpool_divisor
 from minires.optim.adamw import AdamW
+from op_cases import CASES, minires_inputs
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-6, np.float64: 1e-12}
@@ -153,6 +155,62 @@ def test_im2col_groups(device, dtype):
     for g in range(groups):
         ref = reference("im2col")(x[:, 2 * g:2 * g + 2], *geometry)
         np.testing.assert_array_equal(col[g * rows:(g + 1) * rows], ref)
+
+
+# ---------------------------------------------------------------- conv_implicit
+
+def op_case_convolutions():
+    """{case name: ConvProblem} for each distinct convolution the op cases (tests/op_cases.py) run."""
+    found = {}
+    for case in CASES:
+        if "conv" in case.name:
+            with plans.recording() as seen:
+                case.fn(F, *minires_inputs(case, np.float64))
+            for k, plan in enumerate(seen):
+                if plan.problem not in found.values():
+                    found[f"{case.name}-{k}" if k else case.name] = plan.problem
+    return found
+
+
+CONV_PROBLEMS = op_case_convolutions()
+
+
+def conv_implicit(run, x, w, p, launch):
+    """y (Cout, N*Ho*Wo) of problem p; grid (position tiles of 64, groups x tiles of block/16*4 channels)."""
+    n, c, h, wd = x.shape
+    cm = is_channel_major(x)
+    ho, wo = p.out_hw
+    y = np.full((p.cout, n * ho * wo), np.nan, x.dtype)
+    block, blocks = LAUNCHES[launch]
+    grid = (blocks or math.ceil(n * ho * wo / 64), blocks or p.groups * math.ceil(p.cout // p.groups / (block // 4)))
+    run(grid, (block,), (canonical(x, cm), w, y, *i32((n, c, h, wd)), *strides_nc(cm, n, c, h * wd),
+                         *i32((p.cout, p.groups, *p.ksize, *p.stride, *p.padding, *p.dilation, ho, wo))))
+    return y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["nchw", "channel-major"])
+@pytest.mark.parametrize("case", CONV_PROBLEMS)
+def test_conv_implicit(device, case, layout, dtype):
+    """Against the reference plan's forward (im2col, then a matmul per group), without bias."""
+    p = CONV_PROBLEMS[case]
+    rng = rng_for(case, "implicit")
+    x = layouts(rng.standard_normal(p.x_shape).astype(dtype), layout)
+    w = rng.standard_normal(p.w_shape).astype(dtype)
+    y, _ = plans.Im2colGemm(p, (False, False, False)).forward(x, w, None)
+    ref = np.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(p.cout, -1)
+    run = device.load("conv_implicit").kernel("conv_implicit", dtype)
+    for launch in LAUNCHES:
+        assert_close(conv_implicit(run, x, w, p, launch), ref, dtype)
+
+
+def test_op_cases_give_the_convolutions_their_variety():
+    """The problems above have groups, strides, padding, dilation and non-square kernels."""
+    problems = CONV_PROBLEMS.values()
+    assert len(problems) >= 20
+    assert any(p.groups > 1 for p in problems) and any(p.groups == p.c for p in problems)
+    for attribute in ("stride", "padding", "dilation", "ksize"):
+        assert any(getattr(p, attribute)[0] != getattr(p, attribute)[1] for p in problems), attribute
 
 
 # ---------------------------------------------------------------- pooling

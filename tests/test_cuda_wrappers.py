@@ -20,7 +20,7 @@ from cuda_cpu import device as cudacpu
 
 import minires
 import minires.functional as F
-from minires import fusion, kernels
+from minires import fusion, kernels, plans
 from minires.cuda import kernels as wrappers
 from minires.kernels.cuda import KERNELS
 from minires.kernels._geometry import out_hw, pool_out_size
@@ -157,6 +157,49 @@ def test_col2im(case, contiguous, dtype):
     col = rng_for(case, "col").standard_normal((rows, cols)).astype(dtype)
     col = col if contiguous else np.ascontiguousarray(col.T).T
     check(on_device("col2im", col, shape, *geometry), reference("col2im")(col, shape, *geometry))
+
+
+# ---------------------------------------------------------------- conv_implicit (and its plan)
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("case", ["3x3", "stem-7x7-s2", "prime-mixed", "dilated"])
+def test_conv_implicit(case, groups, layout, dtype):
+    """y (Cout, N, Ho, Wo), C-contiguous, equal to the reference plan's channel-major y before its bias;
+    output channels past one tile of the launch (block / 16 * 4 per group)."""
+    shape, ksize, *geometry = CONV[case]
+    shape = (shape[0], 3 * groups) + shape[2:]
+    rng = rng_for(case, "implicit", groups)
+    x = layouts(rng.standard_normal(shape).astype(dtype), layout)
+    w = rng.standard_normal((21 * groups, 3) + ksize).astype(dtype)
+    p = minires.plans.ConvProblem(x.shape, w.shape, *geometry, groups, np.dtype(dtype), "cpu")
+    ref = plans.Im2colGemm(p, (False, False, False)).forward(x, w, None)[0].transpose(1, 0, 2, 3)
+    check(wrappers.conv_implicit(dev(x), dev(w), *geometry, groups), np.ascontiguousarray(ref), exact=False)
+
+
+def test_explain_shows_implicit_gemm_where_col_is_large(monkeypatch):
+    """On the device, a convolution whose col would pass the threshold is implicit GEMM; one at or below
+    it, im2col + GEMM (1x1 convolutions, which make no col, stay pointwise)."""
+    model = TinyResNet().to(cudacpu.NAME)
+    rows = minires.explain(model, (2, 3, 13, 13), device=cudacpu.NAME)
+    sizes = sorted({r.chosen.problem.col_bytes for r in rows if r.chosen.problem.ksize != (1, 1)})
+    monkeypatch.setitem(plans.THRESHOLDS, "implicit_gemm_col_bytes", sizes[0])  # the smaller col is not above it
+    rows = minires.explain(model, (2, 3, 13, 13), device=cudacpu.NAME)
+    for r in rows:
+        p = r.chosen.problem
+        expected = "pointwise gemm" if p.ksize == (1, 1) else "implicit gemm" if p.col_bytes > sizes[0] else "im2col+gemm"
+        assert r.plan == expected, (r.module, p.col_bytes, sizes)
+    assert {r.plan for r in rows} == {"pointwise gemm", "implicit gemm", "im2col+gemm"}
+
+
+def test_a_training_step_through_implicit_gemm_matches_the_cpu(monkeypatch):
+    """Every 3x3 convolution of TinyResNet through implicit GEMM on the device: the CPU's numbers."""
+    monkeypatch.setitem(plans.THRESHOLDS, "implicit_gemm_col_bytes", 0)
+    with plans.recording() as seen:
+        step = train_step(cudacpu.NAME)
+    assert sum(p.name == "implicit gemm" for p in seen) == 4  # stem and conv2, training and eval
+    assert_same_as_the_cpu(*step[:4])
 
 
 # ---------------------------------------------------------------- pooling
@@ -478,6 +521,11 @@ def test_a_training_step_on_the_device_runs_the_wrappers(monkeypatch):
     loss, grads, state, logits, arrays = train_step(cudacpu.NAME)
     assert {name for name, n in calls.items() if n == 0} == {"bn_stats", "adamw_update"}, calls  # SGD here
     assert all(type(a) is cudacpu.CudaCpuArray for a in arrays)
+    assert_same_as_the_cpu(loss, grads, state, logits)
+
+
+def assert_same_as_the_cpu(loss, grads, state, logits):
+    """train_step's results on the device equal the CPU's (float64: to rounding)."""
     cpu_loss, cpu_grads, cpu_state, cpu_logits, _ = train_step("cpu")
     np.testing.assert_allclose(loss, cpu_loss, rtol=1e-12)
     for got, want in [(grads, cpu_grads), (state, cpu_state), ({"logits": logits}, {"logits": cpu_logits})]:

@@ -2,14 +2,19 @@
 a GPU is there, else on the test device "cudacpu", which runs the same path (minires.cuda.install:
 the CUDA kernels' wrappers and the GPU's plans) with the .cu kernels compiled for the CPU
 (tests/cuda_cpu/). Every op case and its gradients against the CPU, gradcheck on the device, whole
-training steps against the CPU; on a real GPU also against PyTorch CUDA and a long loop's memory."""
+training steps against the CPU, and a ``minires train --device`` run (its batches prefetched: copies
+overlapped with compute); on a real GPU also against PyTorch CUDA and a long loop's memory."""
+import csv
+
 import numpy as np
 import pytest
 
 import minires
 import minires.functional as F
 from minires import models
+from minires.cli import main
 from op_cases import CASES, minires_inputs, upstream_grad
+from train_runs import TINY, make_image_folder
 
 pytestmark = pytest.mark.gpu
 ON_GPU = minires.cuda.is_available()
@@ -90,6 +95,24 @@ def test_training_step_matches_the_cpu(name, device):
     np.testing.assert_allclose(logits, cpu_logits, rtol=1e-9, atol=1e-10)
     for k, v in cpu_state.items():
         np.testing.assert_allclose(state[k], v, rtol=1e-8, atol=1e-10, err_msg=k)
+
+
+def test_minires_train_on_the_device_matches_the_cpu(device, tmp_path, capsys):
+    """One step of ``minires train`` (36 images, one batch; its copies through minires.data.prefetch and
+    the device's copier) and its evaluation: the metrics of the CPU's run, to float32 rounding."""
+    data = make_image_folder(tmp_path / "images")
+    metrics = {}
+    for where in (device, "cpu"):
+        status = main(["train", *TINY, "--batch-size", "36", "--epochs", "1", "--data", data, "--out",
+                       str(tmp_path / where), "--device", where])
+        assert status == 0, capsys.readouterr().err
+        with open(tmp_path / where / "metrics.csv") as f:
+            metrics[where] = next(csv.DictReader(f))
+    ours, cpu = metrics[device], metrics["cpu"]
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(float(ours[key]), float(cpu[key]), rtol=1e-4, err_msg=key)
+    for key in ("train_acc", "test_acc"):  # a logit within rounding of another may flip one image
+        assert abs(float(ours[key]) - float(cpu[key])) <= 1 / 12 + 1e-9, key
 
 
 @needs_gpu

@@ -28,6 +28,7 @@ HERE = Path(__file__).parent
 # family (the .cu file's name) -> the kernels it defines, each a template over the element type
 KERNELS = {
     "im2col": ("im2col", "col2im"),
+    "conv_implicit": ("conv_implicit",),
     "pooling": ("maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward"),
     "batchnorm": ("bn_stats", "bn_forward", "bn_backward"),
     "elementwise": ("add_relu", "relu_backward"),

@@ -5,6 +5,7 @@
     minires.cuda.synchronize()           wait for the GPU (time a step only after this)
     memory_allocated(), max_memory_allocated(), reset_peak_memory_stats(), empty_cache()
     set_tf32(enabled)                    float32 GEMMs on TF32 tensor cores (default off: see below)
+    StreamCopier                         host-to-GPU copies on a stream of their own (minires.data.prefetch)
 
 The device is registered the first time it is asked for (minires.device); ``install`` then
 registers, under its name, the CUDA versions of the kernels (minires/cuda/kernels.py) and the
@@ -20,7 +21,7 @@ from .. import plans
 
 __all__ = ["is_available", "device_count", "synchronize", "memory_allocated", "max_memory_allocated",
            "reset_peak_memory_stats", "memory_reserved", "empty_cache", "set_tf32", "get_tf32", "manual_seed",
-           "install"]
+           "install", "StreamCopier"]
 
 _state = {"tf32": False, "peak": 0}
 
@@ -99,6 +100,37 @@ def manual_seed(seed):
     _cupy().random.seed(seed)
 
 
+class StreamCopier:
+    """Host-to-GPU copies that overlap compute: the "cuda" device's copier (minires.data.prefetch has the
+    protocol). Copies run on a non-blocking stream of their own, from pinned host memory (a copy from
+    pageable memory would be staged through a driver buffer and hold the host until it is done)."""
+
+    def __init__(self):
+        cupy = _cupy()
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+
+    def pinned(self, shape, dtype):
+        import cupyx
+        return cupyx.empty_pinned(shape, dtype)
+
+    def copy(self, host):
+        """Start copying pinned ``host`` to a new GPU array: (the array, the copy's event). The copy
+        stream first waits for the compute stream's work so far: the memory pool may hand out memory
+        that a queued kernel there still uses (freed in Python, not yet on the GPU)."""
+        cupy = _cupy()
+        self.stream.wait_event(cupy.cuda.get_current_stream().record())
+        a = cupy.empty(host.shape, host.dtype)
+        a.set(host, stream=self.stream)
+        return a, self.stream.record()
+
+    def wait(self, event):
+        cupy = _cupy()
+        cupy.cuda.get_current_stream().wait_event(event)
+
+    def synchronize(self, event):
+        event.synchronize()
+
+
 def _tracking_allocator(pool):
     """CuPy's pool allocation, noting the peak of memory in use (CuPy's pool keeps no peak)."""
     def malloc(nbytes):
@@ -129,7 +161,10 @@ def _install_cuda():
 
 
 # The GPU's convolution plans: the CPU's, less those whose reason is the CPU's memory system
-# (Winograd's transforms and the blocked im2col's cache-sized blocks); im2col through our kernel,
-# GEMMs through cuBLAS (CuPy's matmul).
+# (Winograd's transforms and the blocked im2col's cache-sized blocks); then, where col would be
+# large, implicit GEMM (our kernel, no col); else im2col through our kernel, GEMMs through cuBLAS
+# (CuPy's matmul).
 RULES = [rule for rule in plans.rules("cpu") if rule.make not in (plans.Winograd, plans.BlockedIm2colGemm)] + [
+    plans.Rule(plans.ImplicitGemm, plans.col_is_large, "im2col's col would pass THRESHOLDS['implicit_gemm_col_bytes']"
+               " (a memory rule): implicit GEMM makes none and keeps x for the backward"),
     plans.Rule(plans.Im2colGemm, lambda p, needs: True, "im2col (our CUDA kernel) + cuBLAS GEMM")]

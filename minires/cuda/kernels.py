@@ -3,7 +3,8 @@
 ``register(device, load)`` registers, under ``device``, a version of each kernel of minires.kernels
 that has a CUDA counterpart: im2col, col2im, max and average pooling forward and backward, bn_stats,
 bn_forward, bn_train_forward (bn_stats then bn_forward, as the reference composes them),
-bn_backward, add_relu, relu_backward, sgd_update and adamw_update.
+bn_backward, add_relu, relu_backward, sgd_update and adamw_update. conv_implicit, which no
+minires.kernels kernel has, is called by its plan (minires/plans/implicit_gemm.py) directly.
 ``load(family)`` gives a compiled family (kernels.cuda.Module): kernels.cuda.load compiles it for
 the GPU through CuPy; tests/cuda_cpu/launch.load compiles the same source for the CPU.
 
@@ -65,6 +66,11 @@ def _launch(a, family, name, grid, args):
         families[family] = load(family)
     if min(grid) > 0:
         families[family].kernel(name, a.dtype)(tuple(min(g, max_grid) for g in grid), (block,), args)
+
+
+def _threads(a):
+    """Threads per block on a's device: BLOCK unless registered otherwise."""
+    return _devices[device_of(a).name][3]
 
 
 def _blocks(count):
@@ -157,6 +163,31 @@ def col2im(col, x_shape, ksize, stride, padding, dilation):
             (col, gx, *_i32("col2im", n, c, h, w), *_strides(True, n, c, h * w),
              *_i32("col2im", *ksize, *stride, *padding, *dilation, *ohw)))
     return gx.transpose(1, 0, 2, 3)
+
+
+# ---------------------------------------------------------------- conv_implicit.cu
+
+TILE_N, MICRO = 64, 4  # conv_implicit.cu's CONV_TILE_N (positions per tile) and CONV_MICRO
+
+
+def conv_implicit(x, w, stride, padding, dilation, groups):
+    """x (N, C, H, W), NCHW or channel-major, and w (Cout, C/groups, kh, kw) -> y (Cout, N, Ho, Wo),
+    C-contiguous (channel-major): the convolution without bias, as im2col + GEMM, with no col.
+    Launch: grid (position tiles of TILE_N, groups x channel tiles of threads / 16 * MICRO)."""
+    n, c, h, wd = x.shape
+    cout, _, kh, kw = w.shape
+    cm, xc = _layout(x)
+    ho, wo = out_hw((h, wd), (kh, kw), stride, padding, dilation)
+    xp = array_module(x)
+    y = xp.empty((cout, n, ho, wo), x.dtype)
+    tile_m = _threads(x) // 16 * MICRO
+    _i32("conv_implicit", n * ho * wo, c * kh * kw, cout)  # the kernel counts positions and the GEMM depth in int
+    _launch(x, "conv_implicit", "conv_implicit",
+            (-(-n * ho * wo // TILE_N), groups * -(-(cout // groups) // tile_m)),
+            (xc, xp.ascontiguousarray(w, dtype=x.dtype), y, *_i32("conv_implicit", n, c, h, wd),
+             *_strides(cm, n, c, h * wd),
+             *_i32("conv_implicit", cout, groups, kh, kw, *stride, *padding, *dilation, ho, wo)))
+    return y
 
 
 # ---------------------------------------------------------------- pooling.cu

@@ -35,8 +35,7 @@ class BlockedIm2colGemm(Im2colGemm):
         p = self.problem
         if self.needs[1]:
             return [(0, p.n)]
-        per_image = p.c * p.ksize[0] * p.ksize[1] * p.out_hw[0] * p.out_hw[1] * p.dtype.itemsize
-        step = max(1, THRESHOLDS["im2col_block_bytes"] // per_image)
+        step = max(1, THRESHOLDS["im2col_block_bytes"] // (p.col_bytes // p.n))
         return [(n0, min(n0 + step, p.n)) for n0 in range(0, p.n, step)]
 
     def gcol_memory(self, like, shape):

@@ -32,6 +32,11 @@ class ConvProblem:
         return tuple(conv_out_size(*a) for a in zip(self.x_shape[2:], self.ksize, self.stride, self.padding, self.dilation))
 
     @property
+    def col_bytes(self):
+        """Bytes of im2col's col for the batch: (C*kh*kw, N*Ho*Wo) elements of dtype."""
+        return self.c * math.prod(self.ksize) * self.n * math.prod(self.out_hw) * self.dtype.itemsize
+
+    @property
     def macs(self):
         """Multiply-adds of the forward: N Ho Wo * Cout * C/groups * kh * kw."""
         return self.n * math.prod(self.out_hw) * math.prod(self.w_shape)

@@ -1,5 +1,6 @@
-"""The numbers behind choose()'s rules, in one table. Each was measured against the plan it replaces
-on the development machine: benchmarks/RESULTS.md, "Convolution plans"."""
+"""The numbers behind the plans' rules (choose() and the GPU's, minires/cuda), in one table. Each
+speed threshold was measured against the plan it replaces on the development machine:
+benchmarks/RESULTS.md, "Convolution plans". A memory threshold is a choice, not a measurement."""
 
 THRESHOLDS = {
     # Winograd F(4x4, 3x3) pays only with enough tiles to amortize its transforms:
@@ -8,4 +9,7 @@ THRESHOLDS = {
     "winograd_training": (8, 0, 160 * 256),
     # the blocked im2col's most bytes of col per block of images (about an L2 cache or two)
     "im2col_block_bytes": 16 << 20,
+    # a memory rule, on a GPU: above this many bytes of col for the batch, implicit GEMM (no col kept
+    # from the forward to the backward) rather than im2col + GEMM
+    "implicit_gemm_col_bytes": 256 << 20,
 }

@@ -60,9 +60,27 @@ def to_host(a):
     return np.array(a, order="K").view(np.ndarray)
 
 
+class Copier:
+    """The cudacpu device's copier (minires.data.prefetch's protocol), synchronous: a copy is done when
+    copy() returns, so its event is nothing to wait for. It takes the prefetcher's pinned, stream and
+    event path, as the GPU's StreamCopier does."""
+
+    def pinned(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def copy(self, host):
+        return to_device(host), None
+
+    def wait(self, event):
+        pass
+
+    def synchronize(self, event):
+        pass
+
+
 def install(max_grid=MAX_GRID, block=BLOCK):
     """Register the device, with what a GPU gets (minires.cuda.install: the CUDA kernel wrappers as its
     kernels, the GPU's convolution plans), again on each call: cheap. max_grid, block: blocks per grid
     axis at most and threads per block (minires.cuda.kernels.MAX_GRID and BLOCK: the GPU's)."""
-    register_device(Device(NAME, CudaCpuArray, _ArrayModule(), to_host=to_host, from_host=to_device))
+    register_device(Device(NAME, CudaCpuArray, _ArrayModule(), to_host=to_host, from_host=to_device, copier=Copier))
     minires.cuda.install(NAME, launch.load, max_grid=max_grid, block=block)
