@@ -133,7 +133,7 @@ def _mpiexec(args, timeout, **env):
 
 @pytest.mark.parametrize("script, checks", [
     ("ddp.py", ["step_gradients", "no_sync_accumulates", "identical_over_steps 20", "unused_parameter_named"]),
-    ("sync_batchnorm.py", ["sync_batchnorm"]),
+    ("sync_batchnorm.py", ["sync_batchnorm", "network_float32"]),
     ("sampler.py", ["sampler"]),
 ])
 def test_two_ranks(script, checks):
@@ -202,10 +202,19 @@ def test_train_resumes_on_one_rank_or_two_and_only_rank_0_writes(killed, tmp_pat
     assert assert_consistent(again) == 2 and not leftovers(again)
 
 
-@pytest.mark.xfail(strict=True, reason="SyncBatchNorm's float32 gradients in ResNet-18 differ from one process's "
-                                       "BatchNorm's by up to 10% (in float64 by 1e-14): not yet understood")
 def test_train_on_two_ranks_gives_one_process_metrics(alone, killed):
-    np.testing.assert_allclose(_metrics(killed[0]), _metrics(alone[1])[:1], rtol=1e-3)
+    """Epoch 1's training loss and the accuracies to float32 rounding. The test loss, in eval mode
+    after three steps, amplifies rounding: a ReLU whose input lies within rounding of zero passes or
+    blocks its gradient by the last bit, and one-process runs that differ only in the order of their
+    sums (MINIRES_KERNELS, MINIRES_PLANS, MINIRES_WINOGRAD) spread by a few percent there, as the
+    2-rank run does; without SyncBatchNorm (--no-sync-bn) it moves by far more, and so does the
+    training loss."""
+    ranks, one = _metrics(killed[0])[:1], _metrics(alone[1])[:1]  # epoch 1 (a later test resumes killed)
+    np.testing.assert_allclose(np.delete(ranks, TEST_LOSS, axis=1), np.delete(one, TEST_LOSS, axis=1), rtol=1e-3)
+    np.testing.assert_allclose(ranks[:, TEST_LOSS], one[:, TEST_LOSS], rtol=0.1)
+
+
+TEST_LOSS = 3  # metrics.csv's column of the test loss
 
 
 def test_train_on_two_ranks_refuses_a_batch_it_cannot_share_in_one_line(alone, tmp_path):

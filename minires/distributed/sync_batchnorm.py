@@ -7,9 +7,9 @@ dtype): S_r = sum(x - c_r), Q_r = sum((x - c_r)^2), in float64; one all_gather o
 gives the global mean = sum_r (n_r c_r + S_r) / M over the M values of all ranks, and the biased
 variance = sum_r (Q_r + 2 d_r S_r + n_r d_r^2) / M with d_r = c_r - mean (expand (x - c_r + d_r)^2).
 Shifting first matters: the plain E[x^2] - mean^2 subtracts two large numbers where |mean| >> std,
-and float32 squares carry too few digits for that (the gradients then differ visibly from one
-process's BatchNorm). Backward: with xhat the normalized
-input, scale = weight * invstd and g the output's gradient,
+and float32 squares carry too few digits for that (the variance loses about log10(mean^2 / var) of
+their 7 digits; one process's BatchNorm takes two passes over x instead). Backward: with xhat the
+normalized input, scale = weight * invstd and g the output's gradient,
     dx = scale * (g - sum(g) / M - xhat * sum(g * xhat) / M),
 sums again over the global batch: one all_reduce of (sum g, sum g * xhat). weight's and bias's
 gradients stay the rank's own sums, sum(g * xhat) and sum(g): DistributedDataParallel averages
