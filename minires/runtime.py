@@ -20,6 +20,8 @@ Made at import (each kept as the user set it, or turned off, by an environment v
   BLAS's threads: then workqueue, which does not use it. GNU OpenMP is not fork-safe: programs that
   fork and run kernels in the child should set NUMBA_THREADING_LAYER=workqueue. Off: set
   NUMBA_THREADING_LAYER yourself.
+- WARMUP: `minires train` on the CPU starts a second process that compiles the evaluation's kernels
+  into Numba's cache while the first epoch trains (minires/warmup.py). Off: MINIRES_WARMUP=0.
 
 Switches (an environment variable for the start value, a function to change it at run time):
 - kernels: MINIRES_KERNELS / set_kernels("numba" | "numpy"), the CPU kernels' implementation.
@@ -32,7 +34,7 @@ import os
 import sys
 
 __all__ = ["set_kernels", "get_kernels", "set_winograd", "get_winograd", "set_plans", "get_plans",
-           "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED",
+           "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED", "WARMUP",
            "OPENMP_LOADED_BEFORE"]
 
 CPU_BACKENDS = ("numpy", "numba")
@@ -83,6 +85,8 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     first = "workqueue" if OPENMP_LOADED_BEFORE else "omp"
     numba.config.THREADING_LAYER_PRIORITY = [first] + [n for n in ("omp", "workqueue", "tbb") if n != first]
     numba.config.THREADING_LAYER = "default"  # the first of those that loads
+
+WARMUP = _env_choice("MINIRES_WARMUP", "1", ("0", "1")) == "1"
 
 # --- switches --------------------------------------------------------------------------------
 _settings = {

@@ -49,7 +49,7 @@ import numpy as np
 
 from . import distributed as dist
 from . import functional as F
-from . import models
+from . import models, warmup
 from .data.prefetch import prefetch
 from .device import get_device, is_device_name
 from .fusion import fuse
@@ -159,7 +159,7 @@ def run(args):
                 return 0
             # NumPy's warnings of overflows are left out: a loss that is not finite is reported in one line
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                    detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
+                    detect_anomaly() if args.detect_anomaly else contextlib.nullcontext(), _warmup(s, args):
                 fit(s, args, start, stops)
         except AnomalyError as e:  # met in one rank's share of the batch, maybe not in the others'
             return _report(f"error: {s.where}: {e}; {_saved(s)}", NonFinite.status, alone=True)
@@ -168,6 +168,21 @@ def run(args):
         except Interrupted as e:
             return _report(_interrupted(e.signum, s, args), 128 + e.signum)
     return 0
+
+
+@contextlib.contextmanager
+def _warmup(s, args):
+    """The evaluation's kernels compiled in a second process meanwhile (minires/warmup.py): on the
+    CPU, in a run of one process."""
+    process = None
+    if args.device == "cpu" and dist.get_world_size() == 1:
+        x, _ = next(iter(s.test_loader))  # a batch as the evaluation gets it
+        process = warmup.start(args.model, len(s.source.train.classes), x.shape, x.dtype,
+                               s.source.train.images.shape[-1] <= SMALL_INPUT_MAX)
+    try:
+        yield
+    finally:
+        warmup.stop(process)
 
 
 def _report(message, status, alone=False):
