@@ -24,8 +24,10 @@ print(json.dumps({f.__name__: len(f.signatures) for f in (W._bt_rows, W._at_rows
 """
 
 
-def test_winograd_row_helpers_compile_once():
-    env = dict(os.environ, PYTHONPATH=ROOT, MINIRES_KERNELS="numba")
+def test_winograd_row_helpers_compile_once(tmp_path):
+    # an empty cache of its own: kernels that other tests compiled would load from the shared one, and
+    # their helpers would not be compiled at all
+    env = dict(os.environ, PYTHONPATH=ROOT, MINIRES_KERNELS="numba", NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == {"_bt_rows": 1, "_at_rows": 1, "_a_rows": 1}
