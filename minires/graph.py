@@ -23,7 +23,7 @@ from .autograd.function import AccumulateGrad
 from .autograd.tensor import Tensor
 from .device import is_array
 from .explain import _plan_name, _shape
-from .serialization import _write_atomically
+from .serialization import write_atomically
 
 __all__ = ["graph", "Graph", "GraphNode"]
 
@@ -103,7 +103,7 @@ class Graph:
         if fmt not in ("dot", "svg", "png"):
             raise ValueError(f"Graph.render: {path!r} must end in .dot, .svg or .png")
         data = self.dot().encode() if fmt == "dot" else _draw(self.dot(), fmt)
-        _write_atomically(path, lambda f: f.write(data))
+        write_atomically(path, lambda f: f.write(data), "graph.render")
 
 
 def _draw(text, fmt):

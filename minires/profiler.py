@@ -272,7 +272,8 @@ class Profile:
              "ts": 1e6 * (e.start - self._start), "dur": 1e6 * e.duration,
              "args": {"module": e.module, "shapes": [list(s) for s in e.shapes], "macs": e.macs,
                       "bytes": e.bytes, "alloc": e.alloc}} for e in self.events]}
-        write_atomically(path, json.dumps(trace).encode())
+        from .serialization import write_atomically  # here: the kernels import this module before minires.nn exists
+        write_atomically(path, lambda f: f.write(json.dumps(trace).encode()), "export_chrome_trace")
 
 
 def _group_key(event, group_by):
@@ -373,19 +374,6 @@ def _best(fn, device, runs=3):
         wait()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def write_atomically(path, data):
-    """Write bytes ``data`` to ``path`` through a temporary file renamed over it: a reader sees the old
-    file or the whole new one."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # --- the command line: minires profile MODEL [--batch 8] [--size 224] [--train|--eval] [--steps 3] ------

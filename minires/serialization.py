@@ -53,10 +53,10 @@ def save(obj, path):
     structure = _flatten(state, "", arrays)
     if path.endswith(".safetensors"):
         data = _safetensors_bytes(structure, arrays)
-        _write_atomically(path, lambda f: f.write(data))
+        write_atomically(path, lambda f: f.write(data))
     else:
         arrays[STRUCTURE_KEY] = np.array(json.dumps(structure))
-        _write_atomically(path, lambda f: _write_npz(f, arrays))
+        write_atomically(path, lambda f: _write_npz(f, arrays))
 
 
 def load(path):
@@ -74,16 +74,17 @@ def load(path):
         return _unflatten(structure, "", npz)
 
 
-def _write_atomically(path, write):
+def write_atomically(path, write, who="save"):
     """Call write(f) on a new temporary file in path's folder, sync it to disk, then rename it to
-    ``path``: one step, so ``path`` is always either the old file or the complete new one."""
+    ``path``: one step, so ``path`` is always either the old file or the complete new one. ``who``
+    names the caller in the one-line error of a folder that is missing or not writable."""
     folder = os.path.dirname(path) or "."
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # same folder, so os.replace is one rename
     try:
         f = open(tmp, "xb")
     except OSError as e:  # name the folder, not the temporary file the user never asked for
         problem = f"is not writable ({e.strerror})" if os.path.isdir(folder) else "does not exist"
-        raise type(e)(f"save: cannot write {path}: the folder {folder} {problem}") from None
+        raise type(e)(f"{who}: cannot write {path}: the folder {folder} {problem}") from None
     try:
         with f:
             write(f)
