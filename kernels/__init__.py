@@ -6,6 +6,7 @@ have faster versions registered beside it; see ``_dispatch`` for how one is pick
 from ._dispatch import Kernel
 from .batchnorm import bn_backward, bn_forward, bn_stats, bn_train_forward
 from .elementwise import add_relu, relu_backward
+from .gemm import batched_matmul
 from .optim import adamw_update, sgd_update
 from .taps import taps_crop, taps_pad
 from .toeplitz import toeplitz_taps, toeplitz_weight, toeplitz_weight_grad
@@ -16,7 +17,7 @@ from .winograd import (winograd_conv3x3, winograd_grad_output, winograd_grad_wei
                        winograd_slots, winograd_tiles, winograd_weight_grad, winograd_weights)
 
 __all__ = [
-    "Kernel",
+    "Kernel", "batched_matmul",
     "im2col", "col2im", "conv_out_size",
     "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
     "bn_stats", "bn_forward", "bn_train_forward", "bn_backward", "add_relu", "relu_backward", "sgd_update", "adamw_update",

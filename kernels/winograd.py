@@ -7,7 +7,7 @@ The output is cut into 4x4 tiles; each reads a 6x6 input tile d (neighbours over
 For a whole layer the sum over input channels of the 36 elementwise products is 36 GEMMs:
     U = winograd_weights(weight)    (6, 6, Cout, C)     U[a, b] = (G g G^T)[a, b] per (k, c)
     V = winograd_input(x)           (6, 6, C, slots)    V[a, b] = (B^T d B)[a, b] per (c, tile)
-    M[a, b] = U[a, b] @ V[a, b]     (6, 6, Cout, slots) one batched matmul (36 BLAS calls)
+    M[a, b] = U[a, b] @ V[a, b]     (6, 6, Cout, slots) one batched matmul (kernels/gemm.py)
     y = winograd_output(M)          (Cout, N, Ho, Wo)   A^T M A per tile, cropped to the map
 th = ceil(Ho/4) rows of tw = ceil(Wo/4) tiles per image, stored in slots = th*N*(tw + 1), in (ty, n,
 tx) order: the batch's rows of tiles side by side, each followed by a slot that holds no tile (its
@@ -23,6 +23,7 @@ import numpy as np
 from numba import get_num_threads, int64, njit, prange, uint64
 
 from ._dispatch import kernel
+from .gemm import batched_matmul
 from ._geometry import pad, valid_range
 from ._layout import canonical, is_channel_major
 from ._scratch import scratch
@@ -403,7 +404,6 @@ def winograd_conv3x3(x, weight, padding, out, v=None):
     """Stride-1 3x3 convolution: x (N, C, H, W), any strides, weight (K, C, 3, 3) -> out (K, N, Ho, Wo),
     C-contiguous (channel-major y), Ho = H + 2*ph - 2. V goes into ``v`` (6, 6, C, N*slots) if given
     (kept by the caller for winograd_weight_grad), else with U and M into this thread's scratch buffer."""
-    xp = array_module(x)
     (n, c), k = x.shape[:2], weight.shape[0]
     ohw = _out_hw(x.shape[2:], padding)
     t = n * winograd_slots(ohw)
@@ -415,7 +415,7 @@ def winograd_conv3x3(x, weight, padding, out, v=None):
     u = winograd_weights(weight, buf[:36 * k * c].reshape(6, 6, k, c))
     m = buf[36 * k * c:36 * (k * c + k * t)].reshape(6, 6, k, t)
     v = winograd_input(x, padding, buf[36 * (k * c + k * t):].reshape(6, 6, c, t) if v is None else v)
-    xp.matmul(u.reshape(36, k, c), v.reshape(36, c, t), out=m.reshape(36, k, t))
+    batched_matmul(u.reshape(36, k, c), v.reshape(36, c, t), m.reshape(36, k, t))
     return winograd_output(m, out)
 
 
@@ -430,5 +430,5 @@ def winograd_weight_grad(gy, v):
     if v.shape[:2] != (6, 6) or t != slots:
         raise ValueError(f"winograd_weight_grad: gy {gy.shape} needs V of shape (6, 6, C, {slots}), got {v.shape}")
     gyt = winograd_grad_output(gy, scratch(gy, (6, 6, k, t), gy.dtype))
-    du = xp.matmul(gyt.reshape(36, k, t), v.reshape(36, c, t).swapaxes(1, 2))
+    du = batched_matmul(gyt.reshape(36, k, t), v.reshape(36, c, t).swapaxes(1, 2), xp.empty((36, k, c), gy.dtype))
     return winograd_grad_weights(du.reshape(6, 6, k, c), xp.empty((k, c, 3, 3), gy.dtype))

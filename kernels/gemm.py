@@ -1,0 +1,123 @@
+"""Batched matrix products, out[i] = a[i] @ b[i] over a stack of equal-shaped matrices: the 36 GEMMs
+of a Winograd convolution (kernels/winograd.py).
+
+    a (B, M, K), b (B, K, N), any strides -> out (B, M, N), C-contiguous
+
+The reference is the array module's matmul. NumPy runs a stack as one BLAS call per matrix, and
+each call hands its product to BLAS's threads and waits for them to finish: on small matrices (a
+64-channel layer on 8x8 maps gives 36 products of 64x64 by 64x384) that hand-off costs more than
+the arithmetic. Recent OpenBLAS releases also have a strided batched GEMM: one call, the stack
+dealt out to the threads at once. The fast version calls it in the OpenBLAS that NumPy loaded
+(found among the process's mapped libraries, called through ctypes), and is the reference
+wherever that library or function is missing, the arrays' strides are not a strided batch, or the
+matrices are small: OpenBLAS sends products of at most 100^3 multiply-adds to its small-matrix
+kernels, which its batched GEMM fails to look up in builds for several CPUs (NumPy's), and crashes
+(fixed in OpenMathLib/OpenBLAS#5980); NumPy's matmul runs those on one thread anyway. Each product
+is the same GEMM either way, so the two agree to the rounding of the BLAS kernel chosen.
+Registered under the CPU's fast kernel backend, "numba", though it needs no Numba.
+"""
+import ctypes
+import functools
+
+import numpy as np
+
+from ._dispatch import kernel
+from ..device import array_module
+
+__all__ = ["batched_matmul"]
+
+
+@kernel
+def batched_matmul(a, b, out):
+    """a (B, M, K), b (B, K, N) -> out (B, M, N), C-contiguous: out[i] = a[i] @ b[i]."""
+    _check(a, b, out)
+    return array_module(a).matmul(a, b, out=out)
+
+
+def _check(a, b, out):
+    nb, m, k = a.shape
+    if b.shape[:2] != (nb, k) or out.shape != (nb, m, b.shape[2]) or not out.flags.c_contiguous \
+            or not a.dtype == b.dtype == out.dtype:
+        raise ValueError(f"batched_matmul: a {a.dtype} {a.shape} and b {b.dtype} {b.shape} need a C-contiguous "
+                         f"out of shape {(nb, m, b.shape[2])} and their dtype, got {out.dtype} {out.shape}")
+
+
+@batched_matmul.register("numba")
+def _batched_matmul_blas(a, b, out):
+    _check(a, b, out)
+    gemm = _openblas_batched().get(out.dtype.type)
+    ops = (_operand(a), _operand(b))
+    if gemm is None or None in ops or out.shape[1] * out.shape[2] * a.shape[2] <= SMALL \
+            or np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        return np.matmul(a, b, out=out)
+    (ta, lda, sa), (tb, ldb, sb) = ops
+    nb, m, n = out.shape
+    gemm(_ROW_MAJOR, ta, tb, m, n, a.shape[2], 1.0, a.ctypes.data, lda, sa, b.ctypes.data, ldb, sb,
+         0.0, out.ctypes.data, n, m * n, nb)
+    return out
+
+
+SMALL = 100 ** 3  # OpenBLAS's small-matrix bound on M*N*K (see the module's docstring)
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS's enum values
+
+
+def _operand(x):
+    """(transpose flag, leading dimension, batch stride) in elements of (B, R, C) x as CBLAS takes a
+    row-major operand, or None when its strides are none of these: each matrix row-major (unit
+    stride along C) or transposed (unit stride along R), the matrices one constant stride apart."""
+    item, (nb, r, c), (s0, s1, s2) = x.itemsize, x.shape, x.strides
+    if not x.flags.aligned or any(s % item for s in (s0, s1, s2)) or (nb > 1 and s0 < 0):
+        return None
+    batch = s0 // item if nb > 1 else 0
+    if s2 == item or c == 1:
+        ld = s1 // item if r > 1 else c
+        if ld >= max(c, 1):
+            return _NO_TRANS, ld, batch
+    if s1 == item or r == 1:
+        ld = s2 // item if c > 1 else r
+        if ld >= max(r, 1):
+            return _TRANS, ld, batch
+    return None
+
+
+@functools.cache
+def _openblas_batched():
+    """{np.float32: sgemm, np.float64: dgemm}: the strided batched GEMMs of the OpenBLAS mapped into
+    this process (NumPy's), as ctypes functions; {} where there is none (not Linux, another BLAS, an
+    OpenBLAS without them). Its integers are 64-bit where its configuration says USE64BITINT."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f
+                            if line.rstrip().endswith(".so") or ".so." in line.rsplit("/", 1)[-1]})
+    except OSError:
+        return {}
+    for path in paths:
+        if "openblas" not in path.rsplit("/", 1)[-1].lower():
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        config = next((getattr(lib, n) for n in _CONFIG_NAMES if hasattr(lib, n)), None)
+        if config is None:
+            continue
+        config.restype, config.argtypes = ctypes.c_char_p, []
+        integer = ctypes.c_int64 if b"USE64BITINT" in config() else ctypes.c_int32
+        found = {}
+        for dtype, scalar, name in ((np.float32, ctypes.c_float, "cblas_sgemm_batch_strided"),
+                                    (np.float64, ctypes.c_double, "cblas_dgemm_batch_strided")):
+            if hasattr(lib, name):
+                f = getattr(lib, name)
+                i, p = integer, ctypes.c_void_p
+                f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, scalar, p, i, i, p, i, i,
+                              scalar, p, i, i, i]
+                f.restype = None
+                found[dtype] = f
+        if found:
+            return found
+    return {}
+
+
+# openblas_get_config under the names OpenBLAS builds give it (plain, and NumPy's scipy-openblas)
+_CONFIG_NAMES = ("openblas_get_config", "scipy_openblas_get_config64_", "scipy_openblas_get_config",
+                 "openblas_get_config64_")
