@@ -185,21 +185,21 @@ def test_other_shapes_keep_im2col(shape, kwargs):
     assert chosen(lambda: F.conv2d(x, w, **kwargs)) == [plans.BlockedIm2colGemm.name]
 
 
-def test_inference_takes_winograd_on_less_work_than_training():
-    """8x8 maps at batch 64 with 4 channels: Winograd pays in a forward alone, not with the two
-    backward passes (training wants tile slots x channels >= 160 x 256)."""
-    x, w = np.ones((64, 4, 8, 8), np.float32), np.ones((4, 4, 3, 3), np.float32)
-    with minires.no_grad():
-        assert chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w), padding=1)) == [WINOGRAD]
-    training = chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=True), padding=1))
-    assert training == [plans.BlockedIm2colGemm.name]
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("batch, winograd", [(64, True), (16, False)])
+def test_winograd_needs_enough_tile_slots(batch, winograd, grad):
+    """8x8 maps, 4 channels: 6 tile slots per image, so 384 at batch 64 (Winograd pays) and 96 at
+    batch 16 (it does not), in a forward alone and with the two backward passes alike."""
+    x, w = np.ones((batch, 4, 8, 8), np.float32), np.ones((4, 4, 3, 3), np.float32)
+    plan = chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=grad), padding=1))
+    assert plan == [WINOGRAD if winograd else plans.BlockedIm2colGemm.name]
 
 
-@pytest.mark.parametrize("channels, winograd", [(256, True), (64, False)])
-def test_training_takes_winograd_with_enough_tiles_times_channels(channels, winograd):
-    """14x14 maps at batch 8 (160 tile slots): Winograd pays in training with 256 channels, not 64."""
-    x = minires.tensor(np.ones((8, channels, 14, 14), np.float32), requires_grad=True)
-    w = minires.tensor(np.ones((4, channels, 3, 3), np.float32), requires_grad=True)
+@pytest.mark.parametrize("batch, winograd", [(8, True), (4, False)])
+def test_training_takes_winograd_with_enough_tile_slots(batch, winograd):
+    """14x14 maps: 20 tile slots per image, 160 at batch 8, 80 at batch 4."""
+    x = minires.tensor(np.ones((batch, 64, 14, 14), np.float32), requires_grad=True)
+    w = minires.tensor(np.ones((4, 64, 3, 3), np.float32), requires_grad=True)
     assert (chosen(lambda: F.conv2d(x, w, padding=1)) == [WINOGRAD]) == winograd
 
 

@@ -6,7 +6,7 @@ THRESHOLDS = {
     # Winograd F(4x4, 3x3) pays only with enough tiles to amortize its transforms:
     # (least output side, least tile slots in the batch, least tile slots x input channels)
     "winograd_inference": (8, 128, 0),
-    "winograd_training": (8, 0, 160 * 256),
+    "winograd_training": (8, 128, 0),
     # the blocked im2col's most bytes of col per block of images (about an L2 cache or two)
     "im2col_block_bytes": 16 << 20,
     # a memory rule, on a GPU: above this many bytes of col for the batch, implicit GEMM (no col kept
