@@ -7,13 +7,13 @@ The reference is the array module's matmul. NumPy runs a stack as one BLAS call 
 each call hands its product to BLAS's threads and waits for them to finish: on small matrices (a
 64-channel layer on 8x8 maps gives 36 products of 64x64 by 64x384) that hand-off costs more than
 the arithmetic. Recent OpenBLAS releases also have a strided batched GEMM: one call, the stack
-dealt out to the threads at once. The fast version calls it in the OpenBLAS that NumPy loaded
-(found among the process's mapped libraries, called through ctypes), and is the reference
-wherever that library or function is missing, the arrays' strides are not a strided batch, or the
-matrices are small: OpenBLAS sends products of at most 100^3 multiply-adds to its small-matrix
-kernels, which its batched GEMM fails to look up in builds for several CPUs (NumPy's), and crashes
-(fixed in OpenMathLib/OpenBLAS#5980); NumPy's matmul runs those on one thread anyway. Each product
-is the same GEMM either way, so the two agree to the rounding of the BLAS kernel chosen.
+dealt out to the threads at once. The fast version calls it in NumPy's OpenBLAS (found by
+minires.runtime.openblas(), called through ctypes), and is the reference wherever that library or
+function is missing, the arrays' strides are not a strided batch, or the matrices are small:
+OpenBLAS sends products of at most 100^3 multiply-adds to its small-matrix kernels, which its
+batched GEMM fails to look up in builds for several CPUs (NumPy's) and crashes (fixed in
+OpenMathLib/OpenBLAS#5980); NumPy's matmul runs those on one thread anyway. Each product is the
+same GEMM either way, so the two agree to the rounding of the BLAS kernel chosen.
 Registered under the CPU's fast kernel backend, "numba", though it needs no Numba.
 """
 import ctypes
@@ -22,6 +22,7 @@ import functools
 import numpy as np
 
 from ._dispatch import kernel
+from .. import runtime
 from ..device import array_module
 
 __all__ = ["batched_matmul"]
@@ -82,42 +83,15 @@ def _operand(x):
 
 @functools.cache
 def _openblas_batched():
-    """{np.float32: sgemm, np.float64: dgemm}: the strided batched GEMMs of the OpenBLAS mapped into
-    this process (NumPy's), as ctypes functions; {} where there is none (not Linux, another BLAS, an
-    OpenBLAS without them). Its integers are 64-bit where its configuration says USE64BITINT."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f
-                            if line.rstrip().endswith(".so") or ".so." in line.rsplit("/", 1)[-1]})
-    except OSError:
-        return {}
-    for path in paths:
-        if "openblas" not in path.rsplit("/", 1)[-1].lower():
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        config = next((getattr(lib, n) for n in _CONFIG_NAMES if hasattr(lib, n)), None)
-        if config is None:
-            continue
-        config.restype, config.argtypes = ctypes.c_char_p, []
-        integer = ctypes.c_int64 if b"USE64BITINT" in config() else ctypes.c_int32
-        found = {}
-        for dtype, scalar, name in ((np.float32, ctypes.c_float, "cblas_sgemm_batch_strided"),
-                                    (np.float64, ctypes.c_double, "cblas_dgemm_batch_strided")):
-            if hasattr(lib, name):
-                f = getattr(lib, name)
-                i, p = integer, ctypes.c_void_p
-                f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, scalar, p, i, i, p, i, i,
-                              scalar, p, i, i, i]
-                f.restype = None
-                found[dtype] = f
-        if found:
-            return found
-    return {}
-
-
-# openblas_get_config under the names OpenBLAS builds give it (plain, and NumPy's scipy-openblas)
-_CONFIG_NAMES = ("openblas_get_config", "scipy_openblas_get_config64_", "scipy_openblas_get_config",
-                 "openblas_get_config64_")
+    """{np.float32: sgemm, np.float64: dgemm}: the strided batched GEMMs of NumPy's OpenBLAS, as
+    ctypes functions; {} where there are none (another BLAS, an OpenBLAS without them)."""
+    lib, found = runtime.openblas(), {}
+    for dtype, scalar, name in ((np.float32, ctypes.c_float, "cblas_sgemm_batch_strided"),
+                                (np.float64, ctypes.c_double, "cblas_dgemm_batch_strided")):
+        if lib is not None and hasattr(lib, name):
+            f, i, p = getattr(lib, name), lib.integer, ctypes.c_void_p
+            f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, scalar, p, i, i, p, i, i,
+                          scalar, p, i, i, i]
+            f.restype = None
+            found[dtype] = f
+    return found

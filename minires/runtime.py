@@ -6,8 +6,11 @@ Measurements behind each choice: benchmarks/RESULTS.md.
 
 Made at import (each kept as the user set it, or turned off, by an environment variable set before):
 - OPENBLAS_THREAD_TIMEOUT=4: OpenBLAS's idle threads sleep at once after a GEMM instead of spinning,
-  so the kernel that follows has the cores. Read by OpenBLAS when NumPy loads it: set only if NumPy is
-  not loaded yet. Off: set the variable yourself (any value is kept).
+  so the kernel that follows has the cores. OpenBLAS reads it when NumPy loads it; where NumPy was
+  imported first (by the user, or by PyTorch), minires has NumPy's OpenBLAS read its environment
+  again and restart its threads (openblas_read_env, blas_thread_shutdown_: the next GEMM starts
+  them with the new timeout), so the import order does not matter. Off: set the variable yourself
+  (any value is kept).
 - glibc malloc keeps freed large blocks (mmap threshold 32 MB, trim threshold 2 GB): a training
   step's arrays reuse the memory the previous step freed instead of page-faulting fresh pages. The
   price: up to 2 GB of freed memory stay with the process. Off: MINIRES_MALLOC=default.
@@ -35,7 +38,7 @@ import sys
 
 __all__ = ["set_kernels", "get_kernels", "set_winograd", "get_winograd", "set_plans", "get_plans",
            "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED", "WARMUP",
-           "OPENMP_LOADED_BEFORE"]
+           "OPENMP_LOADED_BEFORE", "OPENBLAS_TIMEOUT_SET", "openblas"]
 
 CPU_BACKENDS = ("numpy", "numba")
 PLAN_MODES = ("fast", "reference")
@@ -48,9 +51,58 @@ def _env_choice(name, default, choices):
     return value
 
 
+def openblas():
+    """NumPy's OpenBLAS as a ctypes library, found among the libraries mapped into this process (once
+    NumPy is loaded; Linux), or None: NumPy not loaded yet, another BLAS, another system. Its
+    ``integer``: ctypes.c_int64 where its configuration says USE64BITINT (NumPy's), else c_int32."""
+    global _openblas
+    if _openblas is None and "numpy" in sys.modules:
+        _openblas = _find_openblas() or False
+    return _openblas or None
+
+
+_openblas = None
+_CONFIG_NAMES = ("openblas_get_config", "scipy_openblas_get_config64_", "scipy_openblas_get_config",
+                 "openblas_get_config64_")  # as plain OpenBLAS and NumPy's scipy-openblas builds name it
+
+
+def _find_openblas():
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same library, not a second copy
+        except OSError:
+            continue
+        config = next((getattr(lib, n) for n in _CONFIG_NAMES if hasattr(lib, n)), None)
+        if config is not None:
+            config.restype, config.argtypes = ctypes.c_char_p, []
+            lib.integer = ctypes.c_int64 if b"USE64BITINT" in config() else ctypes.c_int32
+            return lib
+    return None
+
+
+def _openblas_threads_timeout():
+    """Set OPENBLAS_THREAD_TIMEOUT=4 unless the user set it; where NumPy's OpenBLAS has already read
+    its environment, have it read it again and restart its threads. -> whether the timeout is in effect."""
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return False
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    if "numpy" not in sys.modules:  # OpenBLAS reads it when NumPy loads it
+        return True
+    lib = openblas()
+    if lib is None or not all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_")):
+        return False
+    lib.openblas_read_env()
+    lib.blas_thread_shutdown_()
+    return True
+
+
 # --- made at import --------------------------------------------------------------------------
-if "numpy" not in sys.modules:  # OpenBLAS reads it when NumPy loads it
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+OPENBLAS_TIMEOUT_SET = _openblas_threads_timeout()
 
 
 def _tune_malloc():
