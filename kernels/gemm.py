@@ -36,26 +36,43 @@ def batched_matmul(a, b, out):
 
 
 def _check(a, b, out):
+    shapes = f"a {a.dtype} {a.shape} and b {b.dtype} {b.shape}"
+    if a.ndim != 3 or b.ndim != 3 or out.ndim != 3 or b.shape[:2] != a.shape[::2]:
+        raise ValueError(f"batched_matmul: {shapes}: need stacks (B, M, K) and (B, K, N)")
     nb, m, k = a.shape
-    if b.shape[:2] != (nb, k) or out.shape != (nb, m, b.shape[2]) or not out.flags.c_contiguous \
+    if out.shape != (nb, m, b.shape[2]) or not out.flags.c_contiguous or not out.flags.writeable \
             or not a.dtype == b.dtype == out.dtype:
-        raise ValueError(f"batched_matmul: a {a.dtype} {a.shape} and b {b.dtype} {b.shape} need a C-contiguous "
-                         f"out of shape {(nb, m, b.shape[2])} and their dtype, got {out.dtype} {out.shape}")
+        raise ValueError(f"batched_matmul: {shapes} need a writeable C-contiguous out of shape "
+                         f"{(nb, m, b.shape[2])} and their dtype, got {out.dtype} {out.shape}")
+
+
+def available(dtype):
+    """Whether batched_matmul's fast version has a batched GEMM for ``dtype`` here."""
+    return np.dtype(dtype).type in _openblas_batched()
 
 
 @batched_matmul.register("numba")
 def _batched_matmul_blas(a, b, out):
     _check(a, b, out)
-    gemm = _openblas_batched().get(out.dtype.type)
+    gemm = _openblas_batched().get(out.dtype.type) if out.dtype.isnative else None
     ops = (_operand(a), _operand(b))
-    if gemm is None or None in ops or out.shape[1] * out.shape[2] * a.shape[2] <= SMALL \
+    nb, m, n = out.shape
+    k = a.shape[2]
+    if gemm is None or None in ops or nb == 0 or m * n * k <= SMALL or not _fits((m, n, k), ops, nb) \
             or np.may_share_memory(out, a) or np.may_share_memory(out, b):
         return np.matmul(a, b, out=out)
     (ta, lda, sa), (tb, ldb, sb) = ops
-    nb, m, n = out.shape
-    gemm(_ROW_MAJOR, ta, tb, m, n, a.shape[2], 1.0, a.ctypes.data, lda, sa, b.ctypes.data, ldb, sb,
+    gemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data, lda, sa, b.ctypes.data, ldb, sb,
          0.0, out.ctypes.data, n, m * n, nb)
     return out
+
+
+def _fits(sizes, ops, nb):
+    """Whether every integer OpenBLAS takes or computes (a size, a leading dimension, a matrix's
+    offset index * batch stride, in a, b and out) fits its integer type: ctypes would truncate it."""
+    m, n, _ = sizes
+    largest = 2 ** (8 * ctypes.sizeof(runtime.openblas().integer) - 1) - 1
+    return max(*sizes, nb * m * n, *(ld for _, ld, _ in ops), *((nb - 1) * s for _, _, s in ops)) <= largest
 
 
 SMALL = 100 ** 3  # OpenBLAS's small-matrix bound on M*N*K (see the module's docstring)
@@ -67,7 +84,7 @@ def _operand(x):
     row-major operand, or None when its strides are none of these: each matrix row-major (unit
     stride along C) or transposed (unit stride along R), the matrices one constant stride apart."""
     item, (nb, r, c), (s0, s1, s2) = x.itemsize, x.shape, x.strides
-    if not x.flags.aligned or any(s % item for s in (s0, s1, s2)) or (nb > 1 and s0 < 0):
+    if not x.flags.aligned or not x.dtype.isnative or any(s % item for s in (s0, s1, s2)) or (nb > 1 and s0 < 0):
         return None
     batch = s0 // item if nb > 1 else 0
     if s2 == item or c == 1:

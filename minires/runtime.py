@@ -9,8 +9,8 @@ Made at import (each kept as the user set it, or turned off, by an environment v
   so the kernel that follows has the cores. OpenBLAS reads it when NumPy loads it; where NumPy was
   imported first (by the user, or by PyTorch), minires has NumPy's OpenBLAS read its environment
   again and restart its threads (openblas_read_env, blas_thread_shutdown_: the next GEMM starts
-  them with the new timeout), so the import order does not matter. Off: set the variable yourself
-  (any value is kept).
+  them with the new timeout), so the import order does not matter; only while no other Python
+  thread runs (one might be inside a GEMM). Off: set the variable yourself (any value is kept).
 - glibc malloc keeps freed large blocks (mmap threshold 32 MB, trim threshold 2 GB): a training
   step's arrays reuse the memory the previous step freed instead of page-faulting fresh pages. The
   price: up to 2 GB of freed memory stay with the process. Off: MINIRES_MALLOC=default.
@@ -35,6 +35,7 @@ Switches (an environment variable for the start value, a function to change it a
 import ctypes
 import os
 import sys
+import threading
 
 __all__ = ["set_kernels", "get_kernels", "set_winograd", "get_winograd", "set_plans", "get_plans",
            "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED", "WARMUP",
@@ -69,10 +70,14 @@ _CONFIG_NAMES = ("openblas_get_config", "scipy_openblas_get_config64_", "scipy_o
 def _find_openblas():
     try:
         with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()})
+            fields = [line.split(maxsplit=5) for line in f]
     except OSError:
         return None
-    for path in paths:
+    paths = {row[5].rstrip("\n") for row in fields if len(row) == 6}
+    paths = [path for path in paths if "openblas" in os.path.basename(path).lower()]
+    numpy_dir = os.path.dirname(os.path.abspath(sys.modules["numpy"].__file__))
+    numpys = (numpy_dir + os.sep, numpy_dir + ".libs" + os.sep)  # its own, or its wheel's bundled copy
+    for path in sorted(paths, key=lambda path: (not path.startswith(numpys), path)):  # NumPy's first
         try:
             lib = ctypes.CDLL(path)  # already loaded: the same library, not a second copy
         except OSError:
@@ -95,6 +100,8 @@ def _openblas_threads_timeout():
         return True
     lib = openblas()
     if lib is None or not all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_")):
+        return False
+    if threading.active_count() > 1:  # another thread may be inside a GEMM: its threads must not stop
         return False
     lib.openblas_read_env()
     lib.blas_thread_shutdown_()

@@ -1,6 +1,7 @@
 """Winograd F(4x4, 3x3): its kernels (Numba against the NumPy reference, within rounding: the two sum
 the transforms' terms in different orders), the whole convolution against im2col + GEMM, and conv2d's
 use of it (forward and input gradient) against PyTorch, by gradcheck, and switched off."""
+import importlib
 import logging
 import os
 import subprocess
@@ -201,6 +202,26 @@ def test_training_takes_winograd_with_enough_tile_slots(batch, winograd):
     x = minires.tensor(np.ones((batch, 64, 14, 14), np.float32), requires_grad=True)
     w = minires.tensor(np.ones((4, 64, 3, 3), np.float32), requires_grad=True)
     assert (chosen(lambda: F.conv2d(x, w, padding=1)) == [WINOGRAD]) == winograd
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+def test_the_tile_slot_threshold_is_exact(grad):
+    """8x12 maps: 2 rows of 3 tiles, 8 slots per image: 128 at batch 16 (taken), 120 at batch 15 (not)."""
+    def plan(batch):
+        x, w = np.ones((batch, 4, 8, 12), np.float32), np.ones((4, 4, 3, 3), np.float32)
+        return chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=grad), padding=1))
+    assert plan(16) == [WINOGRAD] and plan(15) == [plans.BlockedIm2colGemm.name]
+
+
+def test_training_without_a_batched_gemm_needs_more_work(monkeypatch):
+    """Where BLAS has no batched GEMM (kernels/gemm.py), Winograd's 36 products are one call each, and
+    training takes it only from slots x channels >= THRESHOLDS["winograd_training_per_matrix"]."""
+    monkeypatch.setattr(minires.kernels.gemm, "available", lambda dtype: False)
+    monkeypatch.setattr(importlib.import_module("minires.plans.choose"), "_chosen", {})  # forget earlier choices
+    for channels, winograd in ((4, False), (160, True)):  # 8x8 maps at batch 64: 384 slots
+        x = minires.tensor(np.ones((64, channels, 8, 8), np.float32))
+        w = minires.tensor(np.ones((4, channels, 3, 3), np.float32), requires_grad=True)
+        assert (chosen(lambda: F.conv2d(x, w, padding=1)) == [WINOGRAD]) == winograd
 
 
 def test_switch_checks_its_argument():

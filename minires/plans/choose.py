@@ -113,11 +113,15 @@ def _pointwise(p, needs):
 def _winograd_pays(p, needs):
     """3x3, stride 1, no dilation, one group, padding <= 2 (so that the input's gradient is one too),
     float32/64, and enough tiles: THRESHOLDS' (least output side, least tile slots, least slots x C),
-    for inference or training."""
+    for inference or training; in training, with its GEMMs one batched BLAS call where there is one
+    (kernels/gemm.py), else one call per matrix, which needs more work to pay."""
     if not (runtime.get_winograd() and p.ksize == (3, 3) and p.stride == (1, 1) and p.dilation == (1, 1)
             and p.groups == 1 and max(p.padding) <= 2 and p.dtype in (np.float32, np.float64)):
         return False
-    min_hw, min_slots, min_work = THRESHOLDS["winograd_training" if any(needs[:2]) else "winograd_inference"]
+    key = "winograd_inference"
+    if any(needs[:2]):
+        key = "winograd_training" if kernels.gemm.available(p.dtype) else "winograd_training_per_matrix"
+    min_hw, min_slots, min_work = THRESHOLDS[key]
     slots = p.n * kernels.winograd_slots(p.out_hw)
     return min(p.out_hw) >= min_hw and slots >= min_slots and slots * p.c >= min_work
 
@@ -127,7 +131,7 @@ for _rule in (
              "unrolled weight skips the padding's multiply-adds"),
         Rule(_live_taps, _dead_taps, "kernel taps that read only padding are dropped"),
         Rule(Pointwise, _pointwise, "1x1, stride 1, no padding: x is its own col"),
-        Rule(Winograd, _winograd_pays, "3x3, stride 1, with enough tiles x channels for Winograd's "
+        Rule(Winograd, _winograd_pays, "3x3, stride 1, with enough output tiles for Winograd's "
              "transforms to pay (thresholds.py)", backends=("numba",)),
         Rule(BlockedIm2colGemm, lambda p, needs: True, "im2col + GEMM, col in reused memory"),
 ):

@@ -7,6 +7,8 @@ THRESHOLDS = {
     # (least output side, least tile slots in the batch, least tile slots x input channels)
     "winograd_inference": (8, 128, 0),
     "winograd_training": (8, 128, 0),
+    # ... in training where the 36 GEMMs are one call per matrix (no batched BLAS GEMM here)
+    "winograd_training_per_matrix": (8, 0, 160 * 256),
     # the blocked im2col's most bytes of col per block of images (about an L2 cache or two)
     "im2col_block_bytes": 16 << 20,
     # a memory rule, on a GPU: above this many bytes of col for the batch, implicit GEMM (no col kept
