@@ -2,7 +2,6 @@
 the transforms' terms in different orders), the whole convolution against im2col + GEMM, and conv2d's
 use of it (forward and input gradient) against PyTorch, by gradcheck, and switched off."""
 import importlib
-import logging
 import os
 import subprocess
 import sys
