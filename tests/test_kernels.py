@@ -591,7 +591,7 @@ SPIN = """if True:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
                     reason="OpenBLAS is found through /proc/self/maps (Linux), and spins with 2 threads or more")
-@pytest.mark.parametrize("order", ["minires", "numpy,minires"])
+@pytest.mark.parametrize("order", ["minires", "numpy,minires", "torch,minires"])
 def test_openblas_threads_sleep_after_a_gemm_whatever_was_imported_first(order):
     """OpenBLAS's idle threads wait for the next GEMM by spinning unless OPENBLAS_THREAD_TIMEOUT is
     short when they start: minires sets it before NumPy loads OpenBLAS, or, after, has OpenBLAS read
@@ -600,6 +600,8 @@ def test_openblas_threads_sleep_after_a_gemm_whatever_was_imported_first(order):
     threads = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
     env = {k: v for k, v in os.environ.items() if k not in threads}
     env["OPENBLAS_NUM_THREADS"] = "2"
+    if order.startswith("torch"):
+        pytest.importorskip("torch")
     run = lambda first: subprocess.run([sys.executable, "-c", SPIN, first], env=env, capture_output=True, text=True)
     out = run(order)
     timeout, cpu = out.stdout.split()
