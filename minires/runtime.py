@@ -67,14 +67,17 @@ _CONFIG_NAMES = ("openblas_get_config", "scipy_openblas_get_config64_", "scipy_o
                  "openblas_get_config64_")  # as plain OpenBLAS and NumPy's scipy-openblas builds name it
 
 
-def _find_openblas():
+def _mapped_files():
+    """The paths of the files mapped into this process, from /proc/self/maps (Linux; elsewhere none)."""
     try:
         with open("/proc/self/maps") as f:
-            fields = [line.split(maxsplit=5) for line in f]
+            return {row[5].rstrip("\n") for row in (line.split(maxsplit=5) for line in f) if len(row) == 6}
     except OSError:
-        return None
-    paths = {row[5].rstrip("\n") for row in fields if len(row) == 6}
-    paths = [path for path in paths if "openblas" in os.path.basename(path).lower()]
+        return set()
+
+
+def _find_openblas():
+    paths = [path for path in _mapped_files() if "openblas" in os.path.basename(path).lower()]
     numpy_dir = os.path.dirname(os.path.abspath(sys.modules["numpy"].__file__))
     numpys = (numpy_dir + os.sep, numpy_dir + ".libs" + os.sep)  # its own, or its wheel's bundled copy
     for path in sorted(paths, key=lambda path: (not path.startswith(numpys), path)):  # NumPy's first
@@ -127,11 +130,7 @@ def _tune_malloc():
 
 def _openmp_loaded():
     """Whether GNU OpenMP (libgomp) is already loaded in this process (Linux; elsewhere False)."""
-    try:
-        with open("/proc/self/maps") as f:
-            return "libgomp" in f.read()
-    except OSError:
-        return False
+    return any("libgomp" in os.path.basename(path) for path in _mapped_files())
 
 
 MALLOC_TUNED = _tune_malloc()
