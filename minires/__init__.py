@@ -1,6 +1,7 @@
 """minires: a minimal define-by-run autograd engine that trains ResNets on NumPy (CPU) and CuPy (GPU).
 
     runtime.py   every process-wide setting            device.py    devices and their array modules
+    blas_pool.py BLAS's jobs on the kernels' threads
     autograd/    Tensor, the graph, Function, gradcheck
     ops/         the ops, forward beside backward      functional   F: the ops with PyTorch's API
     plans/       convolution algorithms, and choose()  kernels/     array-in/array-out compute kernels

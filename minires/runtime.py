@@ -14,15 +14,17 @@ Made at import (each kept as the user set it, or turned off, by an environment v
 - glibc malloc keeps freed large blocks (mmap threshold 32 MB, trim threshold 2 GB): a training
   step's arrays reuse the memory the previous step freed instead of page-faulting fresh pages. The
   price: up to 2 GB of freed memory stay with the process. Off: MINIRES_MALLOC=default.
-- OMP_WAIT_POLICY=PASSIVE: Numba's idle OpenMP workers sleep instead of spinning on the cores the
-  next GEMM's threads need. Read when Numba loads libgomp (a libgomp already loaded, PyTorch's say,
-  keeps its own). Off: set OMP_WAIT_POLICY yourself.
-- Numba's threading layer: OpenMP where libgomp loads (its parallel loops start faster than
-  workqueue's), else workqueue. But where GNU OpenMP is already loaded (PyTorch imported first), it
-  has read its wait policy before minires could set it, and its idle workers would spin against
-  BLAS's threads: then workqueue, which does not use it. GNU OpenMP is not fork-safe: programs that
-  fork and run kernels in the child should set NUMBA_THREADING_LAYER=workqueue. Off: set
-  NUMBA_THREADING_LAYER yourself.
+- One thread pool: Numba's kernels on its OpenMP threading layer, and NumPy's OpenBLAS running its
+  parallel jobs on those same OpenMP threads (minires/blas_pool.py) instead of threads of its own,
+  so no idle thread of one pool spins on the cores the other needs, whatever was imported first
+  (PyTorch's GNU OpenMP included: its threads become the one pool). OpenMP's own wait policy is
+  kept: its idle threads spin briefly, and the next GEMM or kernel finds them awake. Applied where
+  NumPy's OpenBLAS takes a threads callback (0.3.27 and later) and libgomp loads; a forked child
+  gives BLAS its own threads back (GNU OpenMP is not fork-safe: programs that fork and run
+  kernels in the child should set NUMBA_THREADING_LAYER=workqueue). Off:
+  NUMBA_THREADING_LAYER=workqueue (or tbb): BLAS keeps its threads. Where it does not apply: OMP_WAIT_POLICY=PASSIVE (idle OpenMP
+  workers sleep instead of spinning against BLAS's threads; read when libgomp loads, so where
+  PyTorch loaded it first, Numba runs on workqueue instead; off: set OMP_WAIT_POLICY yourself).
 - WARMUP: `minires train` on the CPU starts a second process that compiles the evaluation's kernels
   into Numba's cache while the first epoch trains (minires/warmup.py). Off: MINIRES_WARMUP=0.
 
@@ -39,7 +41,7 @@ import threading
 
 __all__ = ["set_kernels", "get_kernels", "set_winograd", "get_winograd", "set_plans", "get_plans",
            "CPU_BACKENDS", "PLAN_MODES", "MALLOC_TUNED", "WARMUP",
-           "OPENMP_LOADED_BEFORE", "OPENBLAS_TIMEOUT_SET", "openblas"]
+           "OPENMP_LOADED_BEFORE", "BLAS_ON_OPENMP", "OPENBLAS_TIMEOUT_SET", "openblas"]
 
 CPU_BACKENDS = ("numpy", "numba")
 PLAN_MODES = ("fast", "reference")
@@ -133,16 +135,31 @@ def _openmp_loaded():
     return any("libgomp" in os.path.basename(path) for path in _mapped_files())
 
 
+def _threads():
+    """Put Numba on its OpenMP layer and NumPy's OpenBLAS on the same OpenMP threads (blas_pool.py)
+    where both can; else the passive wait policy, and workqueue where GNU OpenMP came first.
+    -> (whether BLAS runs on OpenMP's threads, whether GNU OpenMP was loaded before with its own policy)"""
+    loaded_before = _openmp_loaded() and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+    chosen = os.environ.get("NUMBA_THREADING_LAYER")
+    lib = openblas()
+    share = chosen in (None, "omp") and lib is not None and blas_pool.has_callback(lib)
+    if not share:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if chosen is None:
+        first = "workqueue" if loaded_before and not share else "omp"
+        numba.config.THREADING_LAYER_PRIORITY = [first] + [n for n in ("omp", "workqueue", "tbb") if n != first]
+        numba.config.THREADING_LAYER = "default"  # the first of those that loads
+    if share:
+        numba.get_num_threads()  # starts the threading layer: its OpenMP library is loaded and bound
+        gomp = blas_pool.libgomp() if numba.threading_layer() == "omp" else None
+        share = gomp is not None and blas_pool.install(lib, gomp)
+    return share, loaded_before
+
+
 MALLOC_TUNED = _tune_malloc()
-OPENMP_LOADED_BEFORE = _openmp_loaded() and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402  (after the variables above: it loads NumPy)
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    first = "workqueue" if OPENMP_LOADED_BEFORE else "omp"
-    numba.config.THREADING_LAYER_PRIORITY = [first] + [n for n in ("omp", "workqueue", "tbb") if n != first]
-    numba.config.THREADING_LAYER = "default"  # the first of those that loads
+import numba  # noqa: E402  (after the settings above: it loads NumPy)
+from . import blas_pool  # noqa: E402
+BLAS_ON_OPENMP, OPENMP_LOADED_BEFORE = _threads()
 
 WARMUP = _env_choice("MINIRES_WARMUP", "1", ("0", "1")) == "1"
 

@@ -622,41 +622,100 @@ def test_environment_variable_selects_kernels():
     assert out.returncode != 0 and "MINIRES_KERNELS" in out.stderr and "fortran" in out.stderr
 
 
-def test_threading_layer_is_passive_openmp_unless_chosen():
-    """OpenMP where libgomp loads (else workqueue), its idle workers passive; NUMBA_THREADING_LAYER and
-    OMP_WAIT_POLICY given by the user are kept."""
+def test_threading_layer_is_openmp_shared_with_blas_unless_chosen():
+    """By default Numba runs on OpenMP and NumPy's OpenBLAS on the same threads, with OpenMP's wait
+    policy left as it is; NUMBA_THREADING_LAYER given by the user is kept, and then BLAS keeps its
+    own threads and OpenMP (were it loaded) is made passive, unless the user chose a policy too."""
     code = """if True:
         import os, numba, numpy as np, minires
         minires.kernels.bn_stats(np.ones((2, 3, 4), np.float32))
-        print(numba.threading_layer(), os.environ["OMP_WAIT_POLICY"])
+        print(numba.threading_layer(), minires.runtime.BLAS_ON_OPENMP, os.environ.get("OMP_WAIT_POLICY"))
     """
-    layer, policy = run_python(code).stdout.split()
-    assert layer in ("omp", "workqueue") and policy == "PASSIVE"
+    out = run_python_args(code, [])
+    shared = minires.blas_pool.has_callback(minires.runtime.openblas())
+    assert out.stdout.split() == (["omp", "True", "None"] if shared else ["omp", "False", "PASSIVE"]), out.stderr
+    assert run_python(code, NUMBA_THREADING_LAYER="workqueue").stdout.split() == ["workqueue", "False", "PASSIVE"]
     assert run_python(code, NUMBA_THREADING_LAYER="workqueue", OMP_WAIT_POLICY="ACTIVE").stdout.split() == [
-        "workqueue", "ACTIVE"]
+        "workqueue", "False", "ACTIVE"]
 
 
-def test_openmp_loaded_first_by_torch_makes_numba_use_workqueue():
-    """PyTorch imported and run first loads GNU OpenMP, which reads its wait policy then (before
-    minires could make it passive): minires then puts Numba on workqueue, which does not use it, so
-    no idle OpenMP worker spins against the GEMMs' threads. Imported after minires, torch finds
-    the passive policy already set and Numba stays on OpenMP."""
-    pytest.importorskip("torch")
-    code = """if True:
-        import sys, numba, numpy as np
-        order = sys.argv[1].split(",")
-        for name in order:
-            __import__(name)
-        import torch, minires
-        torch.ones(64, 64) @ torch.ones(64, 64)
-        minires.kernels.bn_stats(np.ones((2, 3, 4), np.float32))
-        print(minires.runtime.OPENMP_LOADED_BEFORE, numba.threading_layer())
-    """
-    first = run_python_args(code, ["torch,minires"])
-    assert first.stdout.split() == ["True", "workqueue"], first.stderr
-    if "libgomp" in run_python_args("import torch; print(open('/proc/self/maps').read())", []).stdout:
-        later = run_python_args(code, ["minires,torch"])
-        assert later.stdout.split() == ["False", "omp"], later.stderr
+BUSY = """if True:
+    import os, sys
+    for name in sys.argv[1].split(","):
+        __import__(name)
+    import numpy as np, minires
+    if "torch" in sys.modules:  # PyTorch's OpenMP threads have run (a notebook that used it first)
+        sys.modules["torch"].ones(256, 256) @ sys.modules["torch"].ones(256, 256)
+    def ticks():  # CPU time of each thread of this process, in clock ticks
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[tid] = int(fields[11]) + int(fields[12])
+        return out
+    a, x = np.ones((1024, 1024), np.float32), np.ones((16, 64, 1 << 16), np.float32)
+    a @ a, minires.kernels.bn_stats(x)
+    before = ticks()
+    for _ in range(20):
+        a @ a, minires.kernels.bn_stats(x)
+    after = ticks()
+    print(minires.runtime.BLAS_ON_OPENMP, sum(after[t] - before.get(t, 0) >= 3 for t in after))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
+                    reason="threads are counted through /proc (Linux), and run in parallel with 2 CPUs or more")
+@pytest.mark.parametrize("order", ["minires", "numpy,minires", "torch,minires", "minires,torch"])
+def test_blas_and_kernels_share_one_pool_whatever_was_imported_first(order):
+    """GEMMs and Numba kernels alternating on 2 threads keep exactly 2 threads busy, whatever was
+    imported first: the GEMMs' jobs run on the kernels' OpenMP threads, in PyTorch's GNU OpenMP when
+    PyTorch loaded it first. On workqueue, BLAS keeps its own threads: more busy (the check can fail)."""
+    if "torch" in order:
+        pytest.importorskip("torch")
+    if not minires.blas_pool.has_callback(minires.runtime.openblas()):
+        pytest.skip("this NumPy's OpenBLAS takes no threads callback")
+    counts = ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS")
+    env = dict({k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}, **dict.fromkeys(counts, "2"))
+    run = lambda **more: subprocess.run([sys.executable, "-c", BUSY, order], env=dict(env, **more),  # noqa: E731
+                                        capture_output=True, text=True)
+    out = run()
+    assert out.stdout.split() == ["True", "2"], (out.stdout, out.stderr)
+    if order == "minires":
+        out = run(NUMBA_THREADING_LAYER="workqueue")
+        assert out.stdout.split()[0] == "False" and int(out.stdout.split()[1]) > 2, (out.stdout, out.stderr)
+
+
+GEMMS = """if True:
+    import os, sys, threading, numpy as np, minires
+    rng = np.random.default_rng(0)
+    def check(dtype, m, k, n):  # a GEMM split into jobs: against the same product in extended precision
+        a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        exact = a.astype(np.longdouble) @ b.astype(np.longdouble)
+        assert np.abs(a @ b - exact).max() <= 10 * np.finfo(dtype).eps * k * np.abs(exact).max(), (dtype, m, k, n)
+    cases = [(np.float32, 512, 300, 700), (np.float64, 700, 512, 300), (np.float32, 64, 4096, 96), (np.float64, 2000, 8, 2000)]
+    for case in cases:
+        check(*case)
+    threads = [threading.Thread(target=lambda: [check(*case) for case in cases * 3]) for _ in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    pid = os.fork()  # the child has no OpenMP threads: its GEMMs run on OpenBLAS's own again
+    if pid == 0:
+        check(np.float32, 512, 512, 512)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(minires.runtime.BLAS_ON_OPENMP, status)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, and OpenBLAS found through /proc")
+def test_gemms_on_the_shared_pool_are_right_from_threads_and_after_fork():
+    """GEMMs whose jobs run on OpenMP's threads: right in float32 and float64 over shapes split
+    across threads, from four Python threads at once, and in a forked child (not hanging on the
+    parent's OpenMP threads, which the child does not have)."""
+    out = subprocess.run([sys.executable, "-c", GEMMS], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OPENBLAS_NUM_THREADS="2"))
+    assert out.returncode == 0 and out.stdout.split()[1] == "0", (out.stdout, out.stderr)
+    assert out.stdout.split()[0] == str(minires.blas_pool.has_callback(minires.runtime.openblas())), out.stdout
 
 
 def test_kernels_from_several_threads():

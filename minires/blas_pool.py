@@ -1,0 +1,108 @@
+"""One thread pool: NumPy's OpenBLAS runs its parallel jobs on the OpenMP threads of Numba's kernels.
+
+Left alone, OpenBLAS has threads of its own and Numba's parallel kernels run on GNU OpenMP's: on a
+few cores the two pools take turns badly (idle threads of one spin while the other needs the cores),
+worst where PyTorch loaded GNU OpenMP first with its default, spinning, wait policy. OpenBLAS 0.3.27
+and later let a program run its jobs on threads of its choosing: once a callback is registered
+(openblas_set_threads_callback_function), every parallel BLAS call becomes
+
+    callback(sync, dojob, numjobs, size, jobdata, dojob_data)
+
+which must run dojob(i, jobdata + i * size, dojob_data) for every i in range(numjobs) at the same
+time (a GEMM's jobs wait for one another's packed panels: one after the other they never finish)
+and return when all are done. The callback here opens an OpenMP parallel region of numjobs threads
+(GOMP_parallel, the call `#pragma omp parallel num_threads(numjobs)` compiles to), whose thread t
+runs job t. It is a C function, compiled by Numba from the LLVM IR below and cached like the kernels.
+
+The region must be opened in the GNU OpenMP that Numba's kernels use: two libgomp can be loaded
+(PyTorch bundles one), and jobs on the other's threads would bring back two pools. Numba's OpenMP
+pool binds its calls the way the dynamic linker does, first in the process's global scope (where
+PyTorch puts its libgomp), else among its own dependencies: ``libgomp`` resolves the same way.
+"""
+import ctypes
+import os
+
+from llvmlite import binding, ir
+from numba import cfunc, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+I32, I64, BYTES = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
+DOJOB = ir.FunctionType(ir.VoidType(), [I32, BYTES, I32])  # OpenBLAS's job: (thread, job, dojob_data)
+REGION = ir.FunctionType(ir.VoidType(), [BYTES])  # an OpenMP region's body: fn(data)
+# GNU OpenMP's two functions, under names of our own bound to the right library (``install``)
+PARALLEL, THREAD_NUM = "minires_GOMP_parallel", "minires_omp_get_thread_num"
+
+
+def libgomp():
+    """The GNU OpenMP library whose threads run Numba's parallel kernels (its OpenMP layer loaded), or None."""
+    from numba.np.ufunc import omppool
+    for lib in (ctypes.CDLL(None), ctypes.CDLL(omppool.__file__)):  # global scope, then its own
+        if hasattr(lib, "GOMP_parallel") and hasattr(lib, "omp_get_thread_num"):
+            return lib
+    return None
+
+
+def _run_job(builder):
+    """Define, in builder's module, the region body: thread t reads context = (dojob, jobdata, size,
+    dojob_data) and runs dojob(t, jobdata + t * size, dojob_data)."""
+    module = builder.module
+    body = ir.Function(module, REGION, name=module.get_unique_name("minires_blas_job"))
+    body.linkage = "internal"
+    b = ir.IRBuilder(body.append_basic_block())
+    thread = b.call(cgutils.get_or_insert_function(module, ir.FunctionType(I32, []), THREAD_NUM), [])
+    slots = b.bitcast(body.args[0], I64.as_pointer())
+    dojob, jobdata, size, data = (b.load(b.gep(slots, [ir.Constant(I32, i)])) for i in range(4))
+    job = b.add(jobdata, b.mul(b.sext(thread, I64), size))
+    b.call(b.inttoptr(dojob, DOJOB.as_pointer()), [thread, b.inttoptr(job, BYTES), b.trunc(data, I32)])
+    b.ret_void()
+    return body
+
+
+@intrinsic
+def _parallel_jobs(typingctx, dojob, numjobs, size, jobdata, data):
+    """GOMP_parallel(run_job, &context, numjobs, 0): numjobs threads, one job each, all done on return."""
+    def codegen(context, builder, signature, args):
+        dojob, numjobs, size, jobdata, data = args
+        slots = cgutils.alloca_once(builder, I64, size=4)
+        values = (builder.ptrtoint(dojob, I64), builder.ptrtoint(jobdata, I64), size, builder.sext(data, I64))
+        for i, value in enumerate(values):
+            builder.store(value, builder.gep(slots, [ir.Constant(I32, i)]))
+        gomp_parallel = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [REGION.as_pointer(), BYTES, I32, I32]), PARALLEL)
+        builder.call(gomp_parallel, [_run_job(builder), builder.bitcast(slots, BYTES), numjobs, ir.Constant(I32, 0)])
+        return context.get_dummy_value()
+    return types.void(types.voidptr, types.int32, types.uint64, types.voidptr, types.int32), codegen
+
+
+def _callback(sync, dojob, numjobs, size, jobdata, data):
+    _parallel_jobs(dojob, numjobs, size, jobdata, data)  # every call waits for its jobs, so `sync` is moot
+
+
+CALLBACK = types.void(types.int32, types.voidptr, types.int32, types.uint64, types.voidptr, types.int32)
+_installed = []  # the compiled callback, kept alive while OpenBLAS holds its address
+
+
+SETTERS = ("openblas_set_threads_callback_function", "scipy_openblas_set_threads_callback_function64_",
+           "scipy_openblas_set_threads_callback_function")  # as plain OpenBLAS and NumPy's builds name it
+
+
+def has_callback(openblas):
+    """Whether ``openblas`` (a ctypes library) takes a threads callback (OpenBLAS 0.3.27 and later)."""
+    return any(hasattr(openblas, name) for name in SETTERS)
+
+
+def install(openblas, gomp):
+    """Register the callback with ``openblas`` (a ctypes library) to run its jobs on ``gomp``'s threads.
+    -> whether it is registered (False where this OpenBLAS has no callback function)."""
+    if not has_callback(openblas):
+        return False
+    setter = next(getattr(openblas, name) for name in SETTERS if hasattr(openblas, name))
+    for name, function in ((PARALLEL, gomp.GOMP_parallel), (THREAD_NUM, gomp.omp_get_thread_num)):
+        binding.add_symbol(name, ctypes.cast(function, ctypes.c_void_p).value)
+    compiled = cfunc(CALLBACK, cache=True)(_callback)
+    setter.argtypes = [ctypes.c_void_p]
+    setter(compiled.address)
+    _installed[:] = [compiled]
+    os.register_at_fork(after_in_child=lambda: setter(None))  # the child has no OpenMP threads: OpenBLAS's own
+    return True
