@@ -172,8 +172,8 @@ def run(args):
 
 @contextlib.contextmanager
 def _warmup(s, args):
-    """The evaluation's kernels compiled in a second process meanwhile (minires/warmup.py): on the
-    CPU, in a run of one process."""
+    """Kernels compiled in a second process meanwhile (minires/warmup.py): on the CPU, in a run of
+    one process."""
     process = None
     if args.device == "cpu" and dist.get_world_size() == 1:
         x, _ = next(iter(s.test_loader))  # a batch as the evaluation gets it

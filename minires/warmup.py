@@ -1,12 +1,13 @@
-"""The evaluation's kernels compiled ahead, in a second process, while a first run trains.
+"""Kernels compiled ahead, in a second process, while a first run trains.
 
 Into an empty Numba cache, a first ``minires train`` compiles every kernel it calls, one after the
 other: Numba compiles under one lock per process, on one core, while the other core waits. The
-kernels the evaluation after the first epoch needs and the training steps do not (Winograd's
-transforms where the evaluation's batches are large enough for them, batch norm in eval mode) are
-compiled meanwhile by a second process: one eval-mode forward of the same model on a batch of zeros
-of the evaluation's shape, which writes them to the shared cache. The training process then loads
-them from there when it first evaluates. With a warm cache the second process only loads them and
+kernels of the deeper layers, which the training compiles last, and those the evaluation after the
+first epoch needs and the training steps do not (batch norm in eval mode) are compiled meanwhile by
+a second process, which writes them to the shared cache: a training step on zeros of each stage of
+the same model, the deepest first, and an SGD update, then one eval-mode forward on a batch of
+zeros of the evaluation's shape. The training process, busy with its first layers' kernels, then
+loads the rest from there. With a warm cache the second process only loads them and
 exits. It runs at a lower priority (nice 10): it takes the core the compiling leaves idle, and
 yields to the training's threads. Off: MINIRES_WARMUP=0 (minires/runtime.py).
 
@@ -23,7 +24,9 @@ import numpy as np
 
 from . import models, runtime
 from .autograd.tensor import Tensor, no_grad
+from .explain import explain
 from .fusion import fuse
+from .optim import SGD
 
 
 def start(model, num_classes, shape, dtype, small_input):
@@ -55,10 +58,29 @@ def main(argv=None):
     _end_with_parent()
     os.nice(10)
     model = fuse(getattr(models, args.model)(num_classes=args.num_classes, small_input=args.small_input), inplace=True)
-    model.to(np.dtype(args.dtype)).eval()
+    model.to(np.dtype(args.dtype))
+    model.train()
+    _stage_training_steps(model, args.shape, np.dtype(args.dtype))
+    model.eval()
     with no_grad():
         model(Tensor(np.zeros(args.shape, args.dtype)))
     return 0
+
+
+def _stage_training_steps(model, shape, dtype):
+    """A training step (forward and backward, on zeros) of each stage of ``model``, layer4 first (the
+    training compiles its first layers' kernels first, and reaches the deepest ones' last), then an
+    SGD update of their parameters."""
+    first = {}
+    runtime.set_kernels("numpy")  # the stages' input shapes, without compiling the first layers' kernels
+    for row in explain(model, shape, training=True):
+        first.setdefault(row.module.split(".")[0], row.input_shape)
+    runtime.set_kernels("numba")
+    for name in ("layer4", "layer3", "layer2", "layer1"):
+        if name in first:
+            y = getattr(model, name)(Tensor(np.zeros(first[name], dtype)))
+            y.backward(Tensor(np.zeros(y.shape, dtype)))
+    SGD([p for p in model.parameters() if p.grad is not None], lr=0.0, momentum=0.9).step()
 
 
 def _end_with_parent():

@@ -1,5 +1,4 @@
-"""minires/warmup.py: the second process that compiles the evaluation's kernels while a first run
-trains. Its speed is measured in benchmarks/RESULTS.md; here: it compiles into the shared cache, it
+"""minires/warmup.py: the second process that compiles kernels while a first run trains. Its speed is measured in benchmarks/RESULTS.md; here: it compiles into the shared cache, it
 is started and stopped by `minires train`, and it never outlives the run."""
 import os
 import signal
@@ -20,7 +19,9 @@ def test_the_forward_it_runs_fills_numba_s_cache(tmp_path):
                           "--small-input"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     cached = [name for _, _, files in os.walk(tmp_path) for name in files if name.endswith(".nbi")]
-    assert any("_bn_forward_loops" in name for name in cached), cached  # eval-mode batch norm, which training never runs
+    for kernel in ("_bn_forward_loops",  # eval-mode batch norm, which training never runs
+                   "_bn_backward_loops", "_relu_backward_loops", "_sgd_loops"):  # the stages' training steps
+        assert any(kernel in name for name in cached), (kernel, cached)
 
 
 def test_train_starts_it_and_stops_it(monkeypatch):
