@@ -2,7 +2,7 @@
 
 Left alone, OpenBLAS has threads of its own and Numba's parallel kernels run on GNU OpenMP's: on a
 few cores the two pools take turns badly (idle threads of one spin while the other needs the cores),
-worst where PyTorch loaded GNU OpenMP first with its default, spinning, wait policy. OpenBLAS 0.3.27
+worst where PyTorch loaded GNU OpenMP first with its default, spinning, wait policy. OpenBLAS 0.3.28
 and later let a program run its jobs on threads of its choosing: once a callback is registered
 (openblas_set_threads_callback_function), every parallel BLAS call becomes
 
@@ -21,6 +21,7 @@ PyTorch puts its libgomp), else among its own dependencies: ``libgomp`` resolves
 """
 import ctypes
 import os
+import re
 
 from llvmlite import binding, ir
 from numba import cfunc, types
@@ -30,17 +31,22 @@ from numba.extending import intrinsic
 I32, I64, BYTES = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
 DOJOB = ir.FunctionType(ir.VoidType(), [I32, BYTES, I32])  # OpenBLAS's job: (thread, job, dojob_data)
 REGION = ir.FunctionType(ir.VoidType(), [BYTES])  # an OpenMP region's body: fn(data)
-# GNU OpenMP's two functions, under names of our own bound to the right library (``install``)
+# GNU OpenMP's two functions and a mutex, under names of our own bound to their addresses (``install``)
 PARALLEL, THREAD_NUM = "minires_GOMP_parallel", "minires_omp_get_thread_num"
+LOCK, UNLOCK, MUTEX = "minires_mutex_lock", "minires_mutex_unlock", "minires_blas_mutex"
+_mutex = ctypes.create_string_buffer(64)  # a pthread_mutex_t, zeros: PTHREAD_MUTEX_INITIALIZER (glibc)
 
 
-def libgomp():
-    """The GNU OpenMP library whose threads run Numba's parallel kernels (its OpenMP layer loaded), or None."""
+def libgomp(loaded_before=False):
+    """The GNU OpenMP library whose threads run Numba's parallel kernels (its OpenMP layer loaded), or
+    None: none, or, where that layer was loaded before (``loaded_before``) and the global scope has
+    another libgomp now, no telling which one it bound to."""
     from numba.np.ufunc import omppool
-    for lib in (ctypes.CDLL(None), ctypes.CDLL(omppool.__file__)):  # global scope, then its own
-        if hasattr(lib, "GOMP_parallel") and hasattr(lib, "omp_get_thread_num"):
-            return lib
-    return None
+    found = [lib for lib in (ctypes.CDLL(None), ctypes.CDLL(omppool.__file__))  # global scope, then its own
+             if hasattr(lib, "GOMP_parallel") and hasattr(lib, "omp_get_thread_num")]
+    if loaded_before and len({ctypes.cast(lib.GOMP_parallel, ctypes.c_void_p).value for lib in found}) > 1:
+        return None
+    return found[0] if found else None
 
 
 def _run_job(builder):
@@ -61,9 +67,15 @@ def _run_job(builder):
 
 @intrinsic
 def _parallel_jobs(typingctx, dojob, numjobs, size, jobdata, data):
-    """GOMP_parallel(run_job, &context, numjobs, 0): numjobs threads, one job each, all done on return."""
+    """GOMP_parallel(run_job, &context, numjobs, 0): numjobs threads, one job each, all done on return;
+    one call at a time (a job's packing buffer is OpenBLAS's per thread number, which a second team,
+    from another Python thread, would share)."""
     def codegen(context, builder, signature, args):
         dojob, numjobs, size, jobdata, data = args
+        module = builder.module
+        mutex = module.globals.get(MUTEX) or ir.GlobalVariable(module, ir.IntType(8), name=MUTEX)
+        locking = [cgutils.get_or_insert_function(module, ir.FunctionType(I32, [BYTES]), name) for name in (LOCK, UNLOCK)]
+        builder.call(locking[0], [mutex])
         slots = cgutils.alloca_once(builder, I64, size=4)
         values = (builder.ptrtoint(dojob, I64), builder.ptrtoint(jobdata, I64), size, builder.sext(data, I64))
         for i, value in enumerate(values):
@@ -71,6 +83,7 @@ def _parallel_jobs(typingctx, dojob, numjobs, size, jobdata, data):
         gomp_parallel = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [REGION.as_pointer(), BYTES, I32, I32]), PARALLEL)
         builder.call(gomp_parallel, [_run_job(builder), builder.bitcast(slots, BYTES), numjobs, ir.Constant(I32, 0)])
+        builder.call(locking[1], [mutex])
         return context.get_dummy_value()
     return types.void(types.voidptr, types.int32, types.uint64, types.voidptr, types.int32), codegen
 
@@ -88,8 +101,10 @@ SETTERS = ("openblas_set_threads_callback_function", "scipy_openblas_set_threads
 
 
 def has_callback(openblas):
-    """Whether ``openblas`` (a ctypes library) takes a threads callback (OpenBLAS 0.3.27 and later)."""
-    return any(hasattr(openblas, name) for name in SETTERS)
+    """Whether ``openblas`` (a ctypes library, see runtime.openblas) takes a threads callback safely:
+    OpenBLAS 0.3.29 and later (0.3.28 added it, and could run a job without its buffer)."""
+    found = re.search(rb"OpenBLAS (\d+)\.(\d+)\.(\d+)", openblas.config())
+    return found is not None and tuple(map(int, found.groups())) >= (0, 3, 29) and any(hasattr(openblas, n) for n in SETTERS)
 
 
 def install(openblas, gomp):
@@ -98,8 +113,11 @@ def install(openblas, gomp):
     if not has_callback(openblas):
         return False
     setter = next(getattr(openblas, name) for name in SETTERS if hasattr(openblas, name))
-    for name, function in ((PARALLEL, gomp.GOMP_parallel), (THREAD_NUM, gomp.omp_get_thread_num)):
+    libc = ctypes.CDLL(None)
+    for name, function in ((PARALLEL, gomp.GOMP_parallel), (THREAD_NUM, gomp.omp_get_thread_num),
+                           (LOCK, libc.pthread_mutex_lock), (UNLOCK, libc.pthread_mutex_unlock)):
         binding.add_symbol(name, ctypes.cast(function, ctypes.c_void_p).value)
+    binding.add_symbol(MUTEX, ctypes.addressof(_mutex))
     compiled = cfunc(CALLBACK, cache=True)(_callback)
     setter.argtypes = [ctypes.c_void_p]
     setter(compiled.address)

@@ -18,10 +18,12 @@ Made at import (each kept as the user set it, or turned off, by an environment v
   parallel jobs on those same OpenMP threads (minires/blas_pool.py) instead of threads of its own,
   so no idle thread of one pool spins on the cores the other needs, whatever was imported first
   (PyTorch's GNU OpenMP included: its threads become the one pool). OpenMP's own wait policy is
-  kept: its idle threads spin briefly, and the next GEMM or kernel finds them awake. Applied where
-  NumPy's OpenBLAS takes a threads callback (0.3.27 and later) and libgomp loads; a forked child
-  gives BLAS its own threads back (GNU OpenMP is not fork-safe: programs that fork and run
-  kernels in the child should set NUMBA_THREADING_LAYER=workqueue). Off:
+  kept: its idle threads spin briefly, and the next GEMM or kernel finds them awake. Applied on
+  64-bit Linux where NumPy's OpenBLAS takes a threads callback (0.3.29 and later), libgomp loads,
+  and OMP_DYNAMIC and OMP_THREAD_LIMIT are unset (a GEMM's jobs must all run at once). A forked
+  child gives BLAS its own threads back; GNU OpenMP is not fork-safe, so programs that fork after
+  a parallel GEMM or kernel and run kernels in the child should set NUMBA_THREADING_LAYER=workqueue,
+  and a GEMM must not be called inside an OpenMP parallel region of its own. Off:
   NUMBA_THREADING_LAYER=workqueue (or tbb): BLAS keeps its threads. Where it does not apply: OMP_WAIT_POLICY=PASSIVE (idle OpenMP
   workers sleep instead of spinning against BLAS's threads; read when libgomp loads, so where
   PyTorch loaded it first, Numba runs on workqueue instead; off: set OMP_WAIT_POLICY yourself).
@@ -58,7 +60,8 @@ def _env_choice(name, default, choices):
 def openblas():
     """NumPy's OpenBLAS as a ctypes library, found among the libraries mapped into this process (once
     NumPy is loaded; Linux), or None: NumPy not loaded yet, another BLAS, another system. Its
-    ``integer``: ctypes.c_int64 where its configuration says USE64BITINT (NumPy's), else c_int32."""
+    ``integer``: ctypes.c_int64 where its configuration says USE64BITINT (NumPy's), else c_int32; its
+    ``config()``: that configuration, bytes."""
     global _openblas
     if _openblas is None and "numpy" in sys.modules:
         _openblas = _find_openblas() or False
@@ -91,6 +94,7 @@ def _find_openblas():
         config = next((getattr(lib, n) for n in _CONFIG_NAMES if hasattr(lib, n)), None)
         if config is not None:
             config.restype, config.argtypes = ctypes.c_char_p, []
+            lib.config = config
             lib.integer = ctypes.c_int64 if b"USE64BITINT" in config() else ctypes.c_int32
             return lib
     return None
@@ -143,18 +147,27 @@ def _threads():
     loaded_before = _openmp_loaded() and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
     chosen = os.environ.get("NUMBA_THREADING_LAYER")
     lib = openblas()
-    share = chosen in (None, "omp") and lib is not None and blas_pool.has_callback(lib)
-    if not share:
+    share = (chosen in (None, "omp") and lib is not None and blas_pool.has_callback(lib)
+             and sys.platform.startswith("linux") and sys.maxsize > 2 ** 32
+             and not any(v in os.environ for v in ("OMP_DYNAMIC", "OMP_THREAD_LIMIT")))  # all jobs at once
+    gomp = None
+    if share:
+        already = "numba.np.ufunc.omppool" in sys.modules  # bound before: maybe not to the global scope's
+        try:
+            from numba.np.ufunc import omppool  # noqa: F401  loads and binds GNU OpenMP; starts no thread
+            gomp = blas_pool.libgomp(already)
+        except ImportError:  # no libgomp on this machine
+            pass
+    if gomp is None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if chosen is None:
-        first = "workqueue" if loaded_before and not share else "omp"
+        first = "workqueue" if loaded_before and gomp is None else "omp"
         numba.config.THREADING_LAYER_PRIORITY = [first] + [n for n in ("omp", "workqueue", "tbb") if n != first]
-        numba.config.THREADING_LAYER = "default"  # the first of those that loads
-    if share:
-        numba.get_num_threads()  # starts the threading layer: its OpenMP library is loaded and bound
-        gomp = blas_pool.libgomp() if numba.threading_layer() == "omp" else None
-        share = gomp is not None and blas_pool.install(lib, gomp)
-    return share, loaded_before
+        numba.config.THREADING_LAYER = "omp" if gomp is not None else "default"  # default: the first that loads
+    try:
+        return gomp is not None and blas_pool.install(lib, gomp), loaded_before
+    except Exception:  # noqa: BLE001  (a failed compile or symbol lookup: BLAS keeps its own threads)
+        return False, loaded_before
 
 
 MALLOC_TUNED = _tune_malloc()

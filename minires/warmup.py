@@ -70,17 +70,21 @@ def main(argv=None):
 def _stage_training_steps(model, shape, dtype):
     """A training step (forward and backward, on zeros) of each stage of ``model``, layer4 first (the
     training compiles its first layers' kernels first, and reaches the deepest ones' last), then an
-    SGD update of their parameters."""
+    SGD update of their parameters. A model without ResNet's stages: nothing."""
     first = {}
     runtime.set_kernels("numpy")  # the stages' input shapes, without compiling the first layers' kernels
-    for row in explain(model, shape, training=True):
-        first.setdefault(row.module.split(".")[0], row.input_shape)
-    runtime.set_kernels("numba")
+    try:
+        for row in explain(model, (2,) + tuple(shape[1:]), training=True):  # batch norm trains on 2 or more
+            first.setdefault(row.module.split(".")[0], (shape[0],) + tuple(row.input_shape[1:]))
+    finally:
+        runtime.set_kernels("numba")
     for name in ("layer4", "layer3", "layer2", "layer1"):
-        if name in first:
-            y = getattr(model, name)(Tensor(np.zeros(first[name], dtype)))
+        if name in first and hasattr(model, name):
+            y = getattr(model, name)(Tensor(np.zeros(first[name], dtype), requires_grad=True))  # as in training
             y.backward(Tensor(np.zeros(y.shape, dtype)))
-    SGD([p for p in model.parameters() if p.grad is not None], lr=0.0, momentum=0.9).step()
+    params = [p for p in model.parameters() if p.grad is not None]
+    if params:
+        SGD(params, lr=0.0, momentum=0.9).step()
 
 
 def _end_with_parent():
