@@ -156,7 +156,7 @@ def _threads():
         try:
             from numba.np.ufunc import omppool  # noqa: F401  loads and binds GNU OpenMP; starts no thread
             gomp = blas_pool.libgomp(already)
-        except ImportError:  # no libgomp on this machine
+        except (ImportError, OSError):  # no libgomp on this machine
             pass
     if gomp is None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
