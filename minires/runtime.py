@@ -24,9 +24,10 @@ Made at import (each kept as the user set it, or turned off, by an environment v
   child gives BLAS its own threads back; GNU OpenMP is not fork-safe, so programs that fork after
   a parallel GEMM or kernel and run kernels in the child should set NUMBA_THREADING_LAYER=workqueue,
   and a GEMM must not be called inside an OpenMP parallel region of its own. Off:
-  NUMBA_THREADING_LAYER=workqueue (or tbb): BLAS keeps its threads. Where it does not apply: OMP_WAIT_POLICY=PASSIVE (idle OpenMP
-  workers sleep instead of spinning against BLAS's threads; read when libgomp loads, so where
-  PyTorch loaded it first, Numba runs on workqueue instead; off: set OMP_WAIT_POLICY yourself).
+  NUMBA_THREADING_LAYER=workqueue (or tbb): BLAS keeps its threads. Where it does not apply:
+  OMP_WAIT_POLICY=PASSIVE (idle OpenMP workers sleep instead of spinning against BLAS's threads;
+  read when libgomp loads, so where PyTorch loaded it first, Numba runs on workqueue instead;
+  off: set OMP_WAIT_POLICY yourself).
 - WARMUP: `minires train` on the CPU starts a second process that compiles the deeper layers' and
   the evaluation's kernels into Numba's cache while the first epoch trains (minires/warmup.py).
   Off: MINIRES_WARMUP=0.
