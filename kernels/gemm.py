@@ -84,7 +84,7 @@ def _operand(x):
     row-major operand, or None when its strides are none of these: each matrix row-major (unit
     stride along C) or transposed (unit stride along R), the matrices one constant stride apart."""
     item, (nb, r, c), (s0, s1, s2) = x.itemsize, x.shape, x.strides
-    if not x.flags.aligned or not x.dtype.isnative or any(s % item for s in (s0, s1, s2)) or (nb > 1 and s0 < 0):
+    if not x.flags.aligned or any(s % item for s in (s0, s1, s2)) or (nb > 1 and s0 < 0):
         return None
     batch = s0 // item if nb > 1 else 0
     if s2 == item or c == 1:

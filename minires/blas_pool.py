@@ -81,7 +81,7 @@ def _parallel_jobs(typingctx, dojob, numjobs, size, jobdata, data):
         for i, value in enumerate(values):
             builder.store(value, builder.gep(slots, [ir.Constant(I32, i)]))
         gomp_parallel = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [REGION.as_pointer(), BYTES, I32, I32]), PARALLEL)
+            module, ir.FunctionType(ir.VoidType(), [REGION.as_pointer(), BYTES, I32, I32]), PARALLEL)
         builder.call(gomp_parallel, [_run_job(builder), builder.bitcast(slots, BYTES), numjobs, ir.Constant(I32, 0)])
         builder.call(locking[1], [mutex])
         return context.get_dummy_value()
@@ -100,19 +100,27 @@ SETTERS = ("openblas_set_threads_callback_function", "scipy_openblas_set_threads
            "scipy_openblas_set_threads_callback_function")  # as plain OpenBLAS and NumPy's builds name it
 
 
-def has_callback(openblas):
-    """Whether ``openblas`` (a ctypes library, see runtime.openblas) takes a threads callback safely:
-    OpenBLAS 0.3.29 and later (0.3.28 added it, and could run a job without its buffer)."""
+def _setter(openblas):
+    """``openblas``'s (a ctypes library, see runtime.openblas) function that registers a threads
+    callback, where it takes one safely: OpenBLAS 0.3.29 and later (0.3.28 added it, and could run a
+    job without its buffer); else None."""
     found = re.search(rb"OpenBLAS (\d+)\.(\d+)\.(\d+)", openblas.config())
-    return found is not None and tuple(map(int, found.groups())) >= (0, 3, 29) and any(hasattr(openblas, n) for n in SETTERS)
+    if found is None or tuple(map(int, found.groups())) < (0, 3, 29):
+        return None
+    return next((getattr(openblas, name) for name in SETTERS if hasattr(openblas, name)), None)
+
+
+def has_callback(openblas):
+    """Whether ``openblas`` takes a threads callback safely (see _setter)."""
+    return _setter(openblas) is not None
 
 
 def install(openblas, gomp):
     """Register the callback with ``openblas`` (a ctypes library) to run its jobs on ``gomp``'s threads.
-    -> whether it is registered (False where this OpenBLAS has no callback function)."""
-    if not has_callback(openblas):
+    -> whether it is registered (False where this OpenBLAS takes no callback safely)."""
+    setter = _setter(openblas)
+    if setter is None:
         return False
-    setter = next(getattr(openblas, name) for name in SETTERS if hasattr(openblas, name))
     libc = ctypes.CDLL(None)
     for name, function in ((PARALLEL, gomp.GOMP_parallel), (THREAD_NUM, gomp.omp_get_thread_num),
                            (LOCK, libc.pthread_mutex_lock), (UNLOCK, libc.pthread_mutex_unlock)):

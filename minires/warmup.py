@@ -71,15 +71,15 @@ def _stage_training_steps(model, shape, dtype):
     """A training step (forward and backward, on zeros) of each stage of ``model``, layer4 first (the
     training compiles its first layers' kernels first, and reaches the deepest ones' last), then an
     SGD update of their parameters. A model without ResNet's stages: nothing."""
-    first = {}
+    first, kernels = {}, runtime.get_kernels()
     runtime.set_kernels("numpy")  # the stages' input shapes, without compiling the first layers' kernels
     try:
         for row in explain(model, (2,) + tuple(shape[1:]), training=True):  # batch norm trains on 2 or more
             first.setdefault(row.module.split(".")[0], (shape[0],) + tuple(row.input_shape[1:]))
     finally:
-        runtime.set_kernels("numba")
+        runtime.set_kernels(kernels)
     for name in ("layer4", "layer3", "layer2", "layer1"):
-        if name in first and hasattr(model, name):
+        if name in first:  # a top-level module of the model's, named by explain
             y = getattr(model, name)(Tensor(np.zeros(first[name], dtype), requires_grad=True))  # as in training
             y.backward(Tensor(np.zeros(y.shape, dtype)))
     params = [p for p in model.parameters() if p.grad is not None]

@@ -1,5 +1,6 @@
-"""minires/warmup.py: the second process that compiles kernels while a first run trains. Its speed is measured in benchmarks/RESULTS.md; here: it compiles into the shared cache, it
-is started and stopped by `minires train`, and it never outlives the run."""
+"""minires/warmup.py: the second process that compiles kernels while a first run trains. Its speed
+is measured in benchmarks/RESULTS.md; here: it compiles into the shared cache, it is started and
+stopped by `minires train`, and it never outlives the run."""
 import os
 import signal
 import subprocess
