@@ -254,6 +254,69 @@ def test_leaf_grad_copies_an_array_an_op_keeps():
     np.testing.assert_array_equal(_KeepsItsGradient.kept, np.full(3, 5.0))
 
 
+class _Gives(minires.Function):
+    """Identity forward; backward returns what ``give(g)`` makes of the gradient, and notes where its
+    data starts in ``given`` (an address, as a reference would hold the array)."""
+    given = []
+
+    @staticmethod
+    def forward(ctx, x, give):
+        ctx.give = give
+        return x * 1
+
+    @staticmethod
+    def backward(ctx, g):
+        g = ctx.give(g)
+        _Gives.given.append(g.__array_interface__["data"][0])
+        return g, None
+
+
+class _Notes(minires.Function):
+    """Identity; notes the gradient its backward receives in ``received``."""
+    received = []
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 1
+
+    @staticmethod
+    def backward(ctx, g):
+        _Notes.received.append(g)
+        return g
+
+
+def _sum_of_two_uses(first, then, upstream=None):
+    """The gradient that reaches y = Notes(x) from two uses of y, whose backward passes return
+    first(g), which arrives first, and then(g)."""
+    _Gives.given.clear(), _Notes.received.clear()
+    x = minires.tensor(np.ones((2, 3)), requires_grad=True)
+    y = _Notes.apply(x)
+    (_Gives.apply(y, then) + _Gives.apply(y, first)).backward(np.ones((2, 3)) if upstream is None else upstream)
+    return _Notes.received[0]  # the use made last runs first
+
+
+def test_a_gradient_used_twice_is_summed_into_the_first_when_nothing_else_holds_it():
+    """The first gradient to arrive, a fresh array (or a view of one) that only the engine holds,
+    takes the second in place: no new array per residual block."""
+    for first in (lambda g: np.full((2, 3), 5.0), lambda g: np.full((3, 2), 5.0).T):
+        g = _sum_of_two_uses(first, lambda g: np.full((2, 3), 2.0))
+        np.testing.assert_array_equal(g, np.full((2, 3), 7.0))
+        assert g.__array_interface__["data"][0] == _Gives.given[0]  # a new sum would be elsewhere
+
+
+def test_a_gradient_used_twice_leaves_arrays_others_hold_alone():
+    """Held by an op, a view of an array held so, or the caller's upstream gradient passed through:
+    summed into a new array, the held one unchanged."""
+    kept, upstream = np.full((2, 3), 5.0), np.ones((2, 3))
+    for first in (lambda g: kept, lambda g: kept[:, :]):
+        g = _sum_of_two_uses(first, lambda g: np.full((2, 3), 2.0))
+        np.testing.assert_array_equal(g, np.full((2, 3), 7.0))
+        np.testing.assert_array_equal(kept, np.full((2, 3), 5.0))
+    g = _sum_of_two_uses(lambda g: g, lambda g: np.full((2, 3), 2.0), upstream)
+    np.testing.assert_array_equal(g, np.full((2, 3), 3.0))
+    np.testing.assert_array_equal(upstream, np.ones((2, 3)))
+
+
 def test_leaf_grad_takes_a_fresh_gradient_without_copying(monkeypatch):
     """A weight's gradient that nothing else holds becomes its .grad as it is (no copy per step).
     The spy notes the ids of conv2d's gradients, not the arrays, which would be references."""

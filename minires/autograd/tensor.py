@@ -289,6 +289,19 @@ def _unshared(a):
     return a.base is None and getattr(a.flags, "writeable", True) and _refcount(a) <= _REFS_UNSHARED + 1
 
 
+def _summable_in_place(total, g):
+    """Whether _send_gradients may add g into ``total``, a gradient sum held by its caller's variable
+    and one dict: writeable, seen by nothing else (nor its memory: if a view, its base held by it
+    alone), and not overlapping g. Then a gradient used twice (a residual block's input) costs no new
+    array and one pass less over memory."""
+    base = total.base
+    # total: the caller's variable, + 2: this function's parameter and the dict; base: the local
+    # variable, + 1: the view
+    return (getattr(total.flags, "writeable", True) and _refcount(total) <= _REFS_UNSHARED + 2
+            and (base is None or _refcount(base) <= _REFS_UNSHARED + 1)
+            and not array_module(total).may_share_memory(total, g))
+
+
 def _refcount(a):
     return sys.getrefcount(a)
 
@@ -350,7 +363,14 @@ def _send_gradients(node, g, pending, leaves):
         if gi.dtype != t.dtype:  # an op that promoted mixed dtypes: each input gets its own dtype back, as torch
             gi = gi.astype(t.dtype)
         key, store = (t._node, pending) if t._node is not None else (t, leaves)
-        store[key] = gi if key not in store else store[key] + gi
+        total = store.get(key)
+        if total is None:
+            store[key] = gi
+        elif _summable_in_place(total, gi):
+            total += gi
+        else:
+            store[key] = total + gi
+        del total
         if store is leaves:
             reached.append(t)
     return reached
