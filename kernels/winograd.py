@@ -9,13 +9,13 @@ For a whole layer the sum over input channels of the 36 elementwise products is 
     V = winograd_input(x)           (6, 6, C, slots)    V[a, b] = (B^T d B)[a, b] per (c, tile)
     M[a, b] = U[a, b] @ V[a, b]     (6, 6, Cout, slots) one batched matmul (kernels/gemm.py)
     y = winograd_output(M)          (Cout, N, Ho, Wo)   A^T M A per tile, cropped to the map
-th = ceil(Ho/4) rows of tw = ceil(Wo/4) tiles per image, stored in slots = th*N*(tw + 1), in (ty, n,
-tx) order: the batch's rows of tiles side by side, each followed by a slot that holds no tile (its
-values are unspecified), so that the tiles of a channel over the whole batch are one long run of
-constant pitch N*(tw + 1), which the Numba transforms vectorize over (a row of tw tiles, or one
-small image's tiles, is too short to fill the CPU's vector registers). The GEMMs do 1/tw more work
-for it. The transforms move about 2.25x the input and output (im2col writes 9x the input), and the
-GEMMs do 36 multiply-adds per 16 outputs where im2col's do 9 per output: 4x fewer. Rounding: the
+th = ceil(Ho/4) rows of tw = ceil(Wo/4) tiles per image, stored in slots = th*tw*N, in (ty, tx, n)
+order: tile (ty, tx) of every image side by side, so that the tiles of a channel are one long run
+that the Numba transforms vectorize over (a row of tw tiles, or one small image's tiles, is too
+short to fill the CPU's vector registers), and a tile's neighbour to the right is N slots on. No
+slot is spare: the GEMMs' columns are the tiles. The transforms move about 2.25x the input and
+output (im2col writes 9x the input), and the GEMMs do 36 multiply-adds per 16 outputs where
+im2col's do 9 per output: 4x fewer, less the tiles' part outside the map. Rounding: the
 transforms' constants (1/6, 1/24, ...) make float32 results differ from a direct convolution by
 about 1e-6 of their magnitude (1e-15 in float64), against about 1e-7 for im2col + GEMM.
 """
@@ -51,9 +51,9 @@ def winograd_tiles(ohw):
 
 
 def winograd_slots(ohw):
-    """Tile slots per image, th * (tw + 1) (see the module's docstring: slots are in (ty, n, tx) order)."""
+    """Tile slots per image, th * tw (see the module's docstring: slots are in (ty, tx, n) order)."""
     th, tw = winograd_tiles(ohw)
-    return th * (tw + 1)
+    return th * tw
 
 
 def _check(name, out, shape, dtype):
@@ -75,48 +75,48 @@ def winograd_weights(w, out):
 
 @kernel
 def winograd_input(x, padding, out):
-    """x (N, C, H, W), any strides -> out (6, 6, C, th*N*(tw + 1)): V = B^T d B per 6x6 tile d of the
+    """x (N, C, H, W), any strides -> out (6, 6, C, th*tw*N): V = B^T d B per 6x6 tile d of the
     zero-padded input, the tile of output tile (ty, tx) starting at row 4*ty, column 4*tx."""
     xp = array_module(x)
     n, c, h, w = x.shape
     ohw = _out_hw((h, w), padding)
     (th, tw), slots = winograd_tiles(ohw), winograd_slots(ohw)
     _check("winograd_input", out, (6, 6, c, n * slots), x.dtype)
-    xpad = xp.zeros((c, n, 4 * th + 2, 4 * tw + 6), x.dtype)  # room for the unused slot's tile
+    xpad = xp.zeros((c, n, 4 * th + 2, 4 * tw + 2), x.dtype)
     xpad[:, :, :h + 2 * padding[0], :w + 2 * padding[1]] = pad(xp, x, padding).transpose(1, 0, 2, 3)
-    d = xp.stack([xp.stack([xpad[:, :, i:i + 4 * th:4, j:j + 4 * tw + 4:4] for j in range(6)]) for i in range(6)])
+    d = xp.stack([xp.stack([xpad[:, :, i:i + 4 * th:4, j:j + 4 * tw:4] for j in range(6)]) for i in range(6)])
     bt = xp.asarray(BT, dtype=x.dtype)
-    out[...] = xp.einsum("ai,bj,ijcnyx->abcynx", bt, bt, d, optimize=True).reshape(out.shape)
+    out[...] = xp.einsum("ai,bj,ijcnyx->abcyxn", bt, bt, d, optimize=True).reshape(out.shape)
     return out
 
 
 @kernel
 def winograd_output(m, out):
-    """m (6, 6, Cout, th*N*(tw + 1)) -> out (Cout, N, Ho, Wo), C-contiguous: A^T m A per tile, the
-    tiles cropped to the map."""
+    """m (6, 6, Cout, th*tw*N) -> out (Cout, N, Ho, Wo), C-contiguous: A^T m A per tile, the tiles
+    cropped to the map."""
     xp = array_module(m)
     k, n, ho, wo = out.shape
     th, tw = winograd_tiles((ho, wo))
     _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
     at = xp.asarray(AT, dtype=m.dtype)
-    y = xp.einsum("ai,bj,ijkynx->knyaxb", at, at, m.reshape(6, 6, k, th, n, tw + 1)[..., :tw], optimize=True)
+    y = xp.einsum("ai,bj,ijkyxn->knyaxb", at, at, m.reshape(6, 6, k, th, tw, n), optimize=True)
     out[...] = y.reshape(k, n, 4 * th, 4 * tw)[:, :, :ho, :wo]
     return out
 
 
 @kernel
 def winograd_grad_output(gy, out):
-    """gy (N, K, Ho, Wo), any strides -> out (6, 6, K, th*N*(tw + 1)): GY = A gy A^T per 4x4 tile of gy
-    (zero beyond the map, and in the unused slots), the adjoint of winograd_output."""
+    """gy (N, K, Ho, Wo), any strides -> out (6, 6, K, th*tw*N): GY = A gy A^T per 4x4 tile of gy (zero
+    beyond the map), the adjoint of winograd_output."""
     xp = array_module(gy)
     n, k, ho, wo = gy.shape
     th, tw = winograd_tiles((ho, wo))
     _check("winograd_grad_output", out, (6, 6, k, n * winograd_slots((ho, wo))), gy.dtype)
-    gpad = xp.zeros((k, n, 4 * th, 4 * tw + 4), gy.dtype)
+    gpad = xp.zeros((k, n, 4 * th, 4 * tw), gy.dtype)
     gpad[:, :, :ho, :wo] = gy.transpose(1, 0, 2, 3)
-    tiles = gpad.reshape(k, n, th, 4, tw + 1, 4)
+    tiles = gpad.reshape(k, n, th, 4, tw, 4)
     at = xp.asarray(AT, dtype=gy.dtype)
-    out[...] = xp.einsum("ia,jb,knyixj->abkynx", at, at, tiles, optimize=True).reshape(out.shape)
+    out[...] = xp.einsum("ia,jb,knyixj->abkyxn", at, at, tiles, optimize=True).reshape(out.shape)
     return out
 
 
@@ -158,30 +158,30 @@ def _dot6(c, r0, r1, r2, r3, r4, r5):
 
 
 @njit(cache=True)
-def _bt_rows(dst, e, de, dc, src, sc, r, o, n):
-    """dst[e + a*de, dc, f] = (B^T d)[a] for a < 6, f < n, where d[i] = src[r[i], sc, o[i] + f]. dst and
-    src are C-contiguous 3-D arrays, so that LLVM knows the runs are unit-stride (a 2-D view of one
-    channel would not tell it, and ran scalar)."""
+def _bt_rows(dst, e, de, dc, od, src, sc, r, o, n):
+    """dst[e + a*de, dc, od + f] = (B^T d)[a] for a < 6, f < n, where d[i] = src[r[i], sc, o[i] + f]. dst
+    and src are C-contiguous 3-D arrays, so that LLVM knows the runs are unit-stride (a 2-D view of
+    one channel would not tell it, and ran scalar)."""
     t = dst.dtype.type
     k2, k4, k5 = t(2), t(4), t(5)
     r0, r1, r2, r3, r4, r5 = r
     o0, o1, o2, o3, o4, o5 = o
     for f in range(n):
-        dst[e, dc, f] = k4 * src[r0, sc, o0 + f] - k5 * src[r2, sc, o2 + f] + src[r4, sc, o4 + f]
+        dst[e, dc, od + f] = k4 * src[r0, sc, o0 + f] - k5 * src[r2, sc, o2 + f] + src[r4, sc, o4 + f]
     for f in range(n):
-        dst[e + de, dc, f] = ((src[r3, sc, o3 + f] + src[r4, sc, o4 + f])
-                              - k4 * (src[r1, sc, o1 + f] + src[r2, sc, o2 + f]))
+        dst[e + de, dc, od + f] = ((src[r3, sc, o3 + f] + src[r4, sc, o4 + f])
+                                   - k4 * (src[r1, sc, o1 + f] + src[r2, sc, o2 + f]))
     for f in range(n):
-        dst[e + 2 * de, dc, f] = ((src[r4, sc, o4 + f] - src[r3, sc, o3 + f])
-                                  + k4 * (src[r1, sc, o1 + f] - src[r2, sc, o2 + f]))
+        dst[e + 2 * de, dc, od + f] = ((src[r4, sc, o4 + f] - src[r3, sc, o3 + f])
+                                       + k4 * (src[r1, sc, o1 + f] - src[r2, sc, o2 + f]))
     for f in range(n):
-        dst[e + 3 * de, dc, f] = ((src[r4, sc, o4 + f] - src[r2, sc, o2 + f])
-                                  + k2 * (src[r3, sc, o3 + f] - src[r1, sc, o1 + f]))
+        dst[e + 3 * de, dc, od + f] = ((src[r4, sc, o4 + f] - src[r2, sc, o2 + f])
+                                       + k2 * (src[r3, sc, o3 + f] - src[r1, sc, o1 + f]))
     for f in range(n):
-        dst[e + 4 * de, dc, f] = ((src[r4, sc, o4 + f] - src[r2, sc, o2 + f])
-                                  + k2 * (src[r1, sc, o1 + f] - src[r3, sc, o3 + f]))
+        dst[e + 4 * de, dc, od + f] = ((src[r4, sc, o4 + f] - src[r2, sc, o2 + f])
+                                       + k2 * (src[r1, sc, o1 + f] - src[r3, sc, o3 + f]))
     for f in range(n):
-        dst[e + 5 * de, dc, f] = k4 * src[r1, sc, o1 + f] - k5 * src[r3, sc, o3 + f] + src[r5, sc, o5 + f]
+        dst[e + 5 * de, dc, od + f] = k4 * src[r1, sc, o1 + f] - k5 * src[r3, sc, o3 + f] + src[r5, sc, o5 + f]
 
 
 @njit(cache=True)
@@ -296,35 +296,40 @@ def _winograd_input_numba(x, padding, out):
 
 @njit(cache=True, parallel=True)
 def _input_loops(x, cm, v, th, ph, pw, chunks):
-    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, th*N*pitch), pitch = tw + 1.
-    Per channel: its zero-padded planes are split by row and column phase (mod 4) into rows
-    q[4*ri + rj], image n's columns at n*pitch, so that element (i, j) of every tile is one unit-stride
-    run: the tile in slot f = (ty*N + n)*pitch + tx reads q[4*(i % 4) + j % 4, f + (i // 4)*N*pitch +
-    j // 4]. Then B^T down the tiles' columns into s[6*a + j], and B along their rows into v[6*a + b].
-    Every channel writes the same elements of q, so its zeros (the padding) are made once per chunk."""
+    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, th*tw*N). Per channel: its
+    zero-padded planes are split by row and column phase (mod 4) into rows q[4*ri + rj], element
+    (4*Y + ri, 4*X + rj) of image n at q[4*ri + rj, (Y*(tw + 1) + X)*N + n] (one block of 4 more per
+    row and column than there are tiles: a tile's last two rows and columns are the next block's first
+    two), so that element (i, j) of row ty's tiles is one unit-stride run: tile (ty, tx, n) reads
+    q[4*(i % 4) + j % 4, ((ty + i // 4)*(tw + 1) + tx + j // 4)*N + n]. Then B^T down the tiles'
+    columns into s[6*a + j], a row of tiles at a time, and B along their rows into v[6*a + b], the
+    whole channel at once. Every channel writes the same elements of q, so its zeros (the padding)
+    are made once per chunk."""
     c_in, slots = v.shape[1:]
     nb, h, w = (x.shape[1], x.shape[2], x.shape[3]) if cm else (x.shape[0], x.shape[2], x.shape[3])
-    row = slots // th  # N*pitch: from one row of tiles to the next
-    pitch = row // nb
-    ns, z = uint64(slots), uint64(0)
+    run = slots // th  # tw*N: a row of tiles
+    qrow = run + nb  # (tw + 1)*N: a row of blocks in q
+    ns, nr, z, step = uint64(slots), uint64(run), uint64(0), uint64(nb)
     for chunk in prange(chunks):
-        q, s = np.zeros((16, 1, slots + row + pitch + 1), x.dtype), np.empty((36, 1, slots), x.dtype)
+        q, s = np.zeros((16, 1, (th + 1) * qrow), x.dtype), np.empty((36, 1, slots), x.dtype)
         for c in range(chunk * c_in // chunks, (chunk + 1) * c_in // chunks):
             for n in range(nb):
                 src = x[c, n] if cm else x[n, c]
                 for yy in range(4 * th + 4):
                     if 0 <= yy - ph < h:
                         for rj in range(4):
-                            b0, b1 = valid_range(rj - pw, 4, w, pitch)
-                            o, r = q[yy % 4 * 4 + rj, 0, yy // 4 * row + n * pitch + b0:], src[yy - ph, 4 * b0 + rj - pw:]
+                            b0, b1 = valid_range(rj - pw, 4, w, run // nb + 1)
+                            o, r = q[yy % 4 * 4 + rj, 0, yy // 4 * qrow + b0 * nb + n:], src[yy - ph, 4 * b0 + rj - pw:]
                             for b in range(uint64(b1 - b0)):
-                                o[b] = r[4 * b]
-            for j in range(6):  # s[6*a + j] = (B^T d)[a], d: column j of the tiles
-                rj, oj, oi = j % 4, uint64(j // 4), uint64(row + j // 4)
-                _bt_rows(s, j, int64(6), int64(0), q, int64(0), (rj, 4 + rj, 8 + rj, 12 + rj, rj, 4 + rj),
-                         (oj, oj, oj, oj, oi, oi), ns)
+                                o[b * step] = r[4 * b]
+            for ty in range(th):  # s[6*a + j] = (B^T d)[a], d: column j of row ty's tiles
+                for j in range(6):
+                    rj, o0 = j % 4, uint64(ty * qrow + j // 4 * nb)
+                    o1 = o0 + uint64(qrow)
+                    _bt_rows(s, j, int64(6), int64(0), uint64(ty * run), q, int64(0),
+                             (rj, 4 + rj, 8 + rj, 12 + rj, rj, 4 + rj), (o0, o0, o0, o0, o1, o1), nr)
             for a6 in range(0, 36, 6):  # v[a6 + b] = (B^T s_a)[b], s_a: the six rows s[a6:a6 + 6]
-                _bt_rows(v, a6, int64(1), c, s, int64(0), (a6, a6 + 1, a6 + 2, a6 + 3, a6 + 4, a6 + 5),
+                _bt_rows(v, a6, int64(1), c, z, s, int64(0), (a6, a6 + 1, a6 + 2, a6 + 3, a6 + 4, a6 + 5),
                          (z, z, z, z, z, z), ns)
 
 
@@ -338,14 +343,13 @@ def _winograd_output_numba(m, out):
 
 @njit(cache=True, parallel=True)
 def _output_loops(m, y, th, chunks):
-    """m (36, K, th*N*pitch) -> y (K, N, Ho, Wo), pitch = tw + 1. Per output channel: A^T down the
-    tiles' columns into r[6*i + b], A along their rows into t[4*i + j], then each output row gathers
-    its four column phases."""
+    """m (36, K, th*tw*N) -> y (K, N, Ho, Wo). Per output channel: A^T down the tiles' columns into
+    r[6*i + b], A along their rows into t[4*i + j], then each output row gathers its four column
+    phases (tile (ty, tx, n) at slot (ty*tw + tx)*N + n)."""
     k_out, slots = m.shape[1:]
     nb, ho, wo = y.shape[1:]
-    row = slots // th
-    pitch = row // nb
-    ns = uint64(slots)
+    run = slots // th  # tw*N: a row of tiles
+    ns, step = uint64(slots), uint64(nb)
     for chunk in prange(chunks):
         r, t = np.empty((24, 1, slots), m.dtype), np.empty((16, 1, slots), m.dtype)
         for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
@@ -356,11 +360,11 @@ def _output_loops(m, y, th, chunks):
                 _at_rows(t, 4 * i, int64(1), int64(0), r, int64(0), (i6, i6 + 1, i6 + 2, i6 + 3, i6 + 4, i6 + 5), ns)
             for n in range(nb):
                 for yy in range(ho):
-                    dst, t0 = y[k, n, yy], uint64(yy // 4 * row + n * pitch)
+                    dst, t0 = y[k, n, yy], uint64(yy // 4 * run + n)
                     for j in range(4):
                         src, o = t[yy % 4 * 4 + j, 0], dst[j:]
                         for tx in range(uint64((wo - j + 3) // 4)):
-                            o[4 * tx] = src[t0 + tx]
+                            o[4 * tx] = src[t0 + tx * step]
 
 
 @winograd_grad_output.register("numba")
@@ -374,16 +378,14 @@ def _winograd_grad_output_numba(gy, out):
 
 @njit(cache=True, parallel=True)
 def _grad_output_loops(g, cm, out, th, chunks):
-    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*N*pitch). Per
-    channel: split by row and column phase into q[4*i + j] (tile (ty, n, tx) at slot (ty*N + n)*pitch
-    + tx; zero beyond the map and in the unused slots, made once per chunk, as every channel writes
-    the same elements), A down the tiles' columns into r[4*a + j], A^T along their rows
-    into out[6*a + b]."""
+    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*tw*N). Per channel:
+    split by row and column phase into q[4*i + j] (tile (ty, tx, n) at slot (ty*tw + tx)*N + n; zero
+    beyond the map, made once per chunk, as every channel writes the same elements), A down the
+    tiles' columns into r[4*a + j], A^T along their rows into out[6*a + b]."""
     k_out, slots = out.shape[1:]
     nb, ho, wo = (g.shape[1], g.shape[2], g.shape[3]) if cm else (g.shape[0], g.shape[2], g.shape[3])
-    row = slots // th
-    pitch = row // nb
-    ns = uint64(slots)
+    run = slots // th  # tw*N: a row of tiles
+    ns, step = uint64(slots), uint64(nb)
     for chunk in prange(chunks):
         q, r = np.zeros((16, 1, slots), g.dtype), np.empty((24, 1, slots), g.dtype)
         for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
@@ -391,9 +393,9 @@ def _grad_output_loops(g, cm, out, th, chunks):
                 src = g[k, n] if cm else g[n, k]
                 for yy in range(ho):
                     for j in range(4):
-                        o, rw = q[yy % 4 * 4 + j, 0, yy // 4 * row + n * pitch:], src[yy, j:]
+                        o, rw = q[yy % 4 * 4 + j, 0, yy // 4 * run + n:], src[yy, j:]
                         for tx in range(uint64((wo - j + 3) // 4)):
-                            o[tx] = rw[4 * tx]
+                            o[tx * step] = rw[4 * tx]
             for j in range(4):  # r[4*a + j] = (A g)[a] down column j of the tiles
                 _a_rows(r, j, int64(4), int64(0), q, int64(0), (j, 4 + j, 8 + j, 12 + j), ns)
             for a in range(6):  # out[6*a + b] = (A r_a)[b], r_a: the four rows r[4*a:4*a + 4]

@@ -188,7 +188,7 @@ def test_fused_relus_are_one_node_saving_one_activation_in_the_input_layout():
 def test_conv_with_a_frozen_weight_saves_neither_input_nor_col(shape, k, winograd, monkeypatch):
     """Only the input's gradient wanted: conv2d keeps the weight, not x (which only the weight's
     gradient reads) nor a col or Winograd's V."""
-    monkeypatch.setitem(minires.plans.THRESHOLDS, "winograd_training", (8, 0, 0))  # on 8x8 maps and up, 3 channels
+    monkeypatch.setitem(minires.plans.THRESHOLDS, "winograd_training", (8, 0, 0, 0))  # on 8x8 maps and up, 3 channels
     x = minires.tensor(np.ones(shape), requires_grad=True)
     y = F.conv2d(x, minires.tensor(np.ones((4, 3, k, k))), padding=k // 2)
     assert (y._node.plan.name == minires.plans.Winograd.name) == winograd

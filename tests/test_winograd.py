@@ -36,11 +36,6 @@ def direct(x, w, padding):
     return (w.reshape(k, -1) @ col).reshape(k, n, x.shape[2] + 2 * padding[0] - 2, -1)
 
 
-def valid_slots(v, x_shape, padding):
-    """V without the unused slot of each row of tiles."""
-    n, c, h, w = x_shape
-    th, tw = wg.winograd_tiles((h + 2 * padding[0] - 2, w + 2 * padding[1] - 2))
-    return v.reshape(6, 6, c, th, n, tw + 1)[..., :tw]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -57,7 +52,7 @@ def test_kernels_equal_reference(case, layout, dtype):
     du = rng.standard_normal((6, 6, 4, c)).astype(dtype)
     assert_close(*(wg.winograd_grad_weights.impls[b](du, np.empty((4, c, 3, 3), dtype)) for b in ("numba", "numpy")), dtype)
     v = [wg.winograd_input.impls[b](x, padding, np.empty((6, 6, c, slots), dtype)) for b in ("numba", "numpy")]
-    assert_close(*(valid_slots(a, x.shape, padding) for a in v), dtype)
+    assert_close(*v, dtype)
     m = np.matmul(u[1].reshape(36, 4, c), v[1].reshape(36, c, slots)).reshape(6, 6, 4, slots)
     y = [wg.winograd_output.impls[b](m, np.empty((4, n, *ohw), dtype)) for b in ("numba", "numpy")]
     assert_close(*y, dtype)
@@ -92,7 +87,7 @@ def test_written_out_rows_are_the_matrices():
     back B^T, A^T and A exactly (so a mistyped constant or sign in them fails here)."""
     rows, zeros, n = tuple(range(6)), (np.uint64(0),) * 6, np.uint64(6)
     out = np.empty((6, 1, 6))  # the helpers' arrays are 3-D, (row, channel, run)
-    wg._bt_rows(out, 0, 1, 0, np.eye(6)[:, None], 0, rows, zeros, n)
+    wg._bt_rows(out, 0, 1, 0, np.uint64(0), np.eye(6)[:, None], 0, rows, zeros, n)
     np.testing.assert_array_equal(out[:, 0], wg.BT)
     out = np.empty((4, 1, 6))
     wg._at_rows(out, 0, 1, 0, np.eye(6)[:, None], 0, rows, n)
@@ -119,7 +114,7 @@ def test_bad_shapes_are_refused():
 @pytest.fixture
 def winograd_at_any_size(monkeypatch):
     """Winograd in training for these small cases too, whatever the size rule (tested on its own)."""
-    monkeypatch.setitem(plans.THRESHOLDS, "winograd_training", (0, 0, 0))
+    monkeypatch.setitem(plans.THRESHOLDS, "winograd_training", (0, 0, 0, 0))
 
 
 WINOGRAD = plans.Winograd.name
@@ -176,7 +171,7 @@ def test_conv2d_gradcheck_through_winograd(winograd_at_any_size):
     assert any(p.name == WINOGRAD and p.needs[:2] == (True, True) for p in seen)  # V kept for the weight's gradient
 
 
-@pytest.mark.parametrize("shape, kwargs", [((2, 3, 16, 16), {"padding": 1}), ((64, 3, 7, 7), {"padding": 1}),
+@pytest.mark.parametrize("shape, kwargs", [((2, 3, 16, 16), {"padding": 1}), ((64, 3, 5, 5), {"padding": 1}),
                                            ((8, 3, 60, 60), {"stride": 2}), ((8, 3, 60, 60), {"dilation": 2}),
                                            ((8, 4, 60, 60), {"groups": 2})])
 def test_other_shapes_keep_im2col(shape, kwargs):
@@ -186,18 +181,18 @@ def test_other_shapes_keep_im2col(shape, kwargs):
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
-@pytest.mark.parametrize("batch, winograd", [(64, True), (16, False)])
+@pytest.mark.parametrize("batch, winograd", [(64, True), (12, False)])
 def test_winograd_needs_enough_tile_slots(batch, winograd, grad):
-    """8x8 maps, 4 channels: 6 tile slots per image, so 384 at batch 64 (Winograd pays) and 96 at
-    batch 16 (it does not), in a forward alone and with the two backward passes alike."""
+    """8x8 maps, 4 channels: 4 tile slots per image, so 256 at batch 64 (Winograd pays) and 48 at
+    batch 12 (it does not), in a forward alone and with the two backward passes alike."""
     x, w = np.ones((batch, 4, 8, 8), np.float32), np.ones((4, 4, 3, 3), np.float32)
     plan = chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=grad), padding=1))
     assert plan == [WINOGRAD if winograd else plans.BlockedIm2colGemm.name]
 
 
-@pytest.mark.parametrize("batch, winograd", [(8, True), (4, False)])
+@pytest.mark.parametrize("batch, winograd", [(4, True), (3, False)])
 def test_training_takes_winograd_with_enough_tile_slots(batch, winograd):
-    """14x14 maps: 20 tile slots per image, 160 at batch 8, 80 at batch 4."""
+    """14x14 maps: 16 tile slots per image, 64 at batch 4, 48 at batch 3."""
     x = minires.tensor(np.ones((batch, 64, 14, 14), np.float32), requires_grad=True)
     w = minires.tensor(np.ones((4, 64, 3, 3), np.float32), requires_grad=True)
     assert (chosen(lambda: F.conv2d(x, w, padding=1)) == [WINOGRAD]) == winograd
@@ -205,11 +200,22 @@ def test_training_takes_winograd_with_enough_tile_slots(batch, winograd):
 
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
 def test_the_tile_slot_threshold_is_exact(grad):
-    """8x12 maps: 2 rows of 3 tiles, 8 slots per image: 128 at batch 16 (taken), 120 at batch 15 (not)."""
+    """8x16 maps: 2 rows of 4 tiles, 8 slots per image: 64 at batch 8 (taken), 56 at batch 7 (not)."""
     def plan(batch):
-        x, w = np.ones((batch, 4, 8, 12), np.float32), np.ones((4, 4, 3, 3), np.float32)
+        x, w = np.ones((batch, 4, 8, 16), np.float32), np.ones((4, 4, 3, 3), np.float32)
         return chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=grad), padding=1))
-    assert plan(16) == [WINOGRAD] and plan(15) == [plans.BlockedIm2colGemm.name]
+    assert plan(8) == [WINOGRAD] and plan(7) == [plans.BlockedIm2colGemm.name]
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("side, winograd", [(3, False), (4, True), (5, False), (6, True), (7, True)])
+def test_small_maps_need_their_tiles_filled(side, winograd, grad):
+    """Maps of 4 outputs a side and up, whose 4x4 tiles are at least half inside the map: 4x4 (all of
+    one tile), 6x6 and 7x7 (36 and 49 of four tiles' 64) take Winograd at batch 64; 3x3 (below the
+    least side) and 5x5 (25 of 64) keep im2col."""
+    x, w = np.ones((64, 4, side, side), np.float32), np.ones((4, 4, 3, 3), np.float32)
+    plan = chosen(lambda: F.conv2d(minires.tensor(x), minires.tensor(w, requires_grad=grad), padding=1))
+    assert plan == [WINOGRAD if winograd else plans.BlockedIm2colGemm.name]
 
 
 def test_training_without_a_batched_gemm_needs_more_work(monkeypatch):

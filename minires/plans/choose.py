@@ -112,18 +112,20 @@ def _pointwise(p, needs):
 
 def _winograd_pays(p, needs):
     """3x3, stride 1, no dilation, one group, padding <= 2 (so that the input's gradient is one too),
-    float32/64, and enough tiles: THRESHOLDS' (least output side, least tile slots, least slots x C),
-    for inference or training; in training, with its GEMMs one batched BLAS call where there is one
-    (kernels/gemm.py), else one call per matrix, which needs more work to pay."""
+    float32/64, and enough tiles: THRESHOLDS' (least output side, least tile slots, least slots x C,
+    least fill: of the 4x4 tiles' outputs, the fraction inside the map), for inference or training;
+    in training, with its GEMMs one batched BLAS call where there is one (kernels/gemm.py), else one
+    call per matrix, which needs more work to pay."""
     if not (runtime.get_winograd() and p.ksize == (3, 3) and p.stride == (1, 1) and p.dilation == (1, 1)
             and p.groups == 1 and max(p.padding) <= 2 and p.dtype in (np.float32, np.float64)):
         return False
     key = "winograd_inference"
     if any(needs[:2]):
         key = "winograd_training" if kernels.gemm.available(p.dtype) else "winograd_training_per_matrix"
-    min_hw, min_slots, min_work = THRESHOLDS[key]
-    slots = p.n * kernels.winograd_slots(p.out_hw)
-    return min(p.out_hw) >= min_hw and slots >= min_slots and slots * p.c >= min_work
+    min_hw, min_slots, min_work, min_fill = THRESHOLDS[key]
+    tiles = kernels.winograd_slots(p.out_hw)
+    fill = p.out_hw[0] * p.out_hw[1] / (16 * tiles)
+    return min(p.out_hw) >= min_hw and p.n * tiles >= min_slots and p.n * tiles * p.c >= min_work and fill >= min_fill
 
 
 for _rule in (
