@@ -402,22 +402,26 @@ def _grad_output_loops(g, cm, out, th, chunks):
                 _a_rows(out, 6 * a, int64(1), k, r, int64(0), (4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3), ns)
 
 
-def winograd_conv3x3(x, weight, padding, out, v=None):
+def winograd_conv3x3(x, weight, padding, out, v=None, swapped=False):
     """Stride-1 3x3 convolution: x (N, C, H, W), any strides, weight (K, C, 3, 3) -> out (K, N, Ho, Wo),
     C-contiguous (channel-major y), Ho = H + 2*ph - 2. V goes into ``v`` (6, 6, C, N*slots) if given
-    (kept by the caller for winograd_weight_grad), else with U and M into this thread's scratch buffer."""
-    (n, c), k = x.shape[:2], weight.shape[0]
+    (kept by the caller for winograd_weight_grad), else with U and M into this thread's scratch buffer.
+    swapped: weight comes as (C, K, 3, 3), the forward's layout when this computes an input's
+    gradient; U is made in that layout and the GEMMs read it transposed, which spares transposing
+    the weight's two channel axes in memory."""
+    (n, c), k = x.shape[:2], weight.shape[1 if swapped else 0]
     ohw = _out_hw(x.shape[2:], padding)
     t = n * winograd_slots(ohw)
-    if weight.shape != (k, c, 3, 3) or out.shape != (k, n, *ohw) or (v is not None and v.shape != (6, 6, c, t)):
-        raise ValueError(f"winograd_conv3x3: x {x.shape}, weight {weight.shape} and padding {padding} give y of "
-                         f"shape {(k, n, *ohw)} (channel-major) and V {(6, 6, c, t)}, got out {out.shape}"
-                         + ("" if v is None else f" and v {v.shape}"))
+    if weight.shape != ((c, k) if swapped else (k, c)) + (3, 3) or out.shape != (k, n, *ohw) \
+            or (v is not None and v.shape != (6, 6, c, t)):
+        raise ValueError(f"winograd_conv3x3: x {x.shape}, weight {weight.shape}{' (swapped)' if swapped else ''} "
+                         f"and padding {padding} give y of shape {(k, n, *ohw)} (channel-major) and V "
+                         f"{(6, 6, c, t)}, got out {out.shape}" + ("" if v is None else f" and v {v.shape}"))
     buf = scratch(x, (36 * (k * c + k * t + (0 if v is not None else c * t)),), x.dtype)
-    u = winograd_weights(weight, buf[:36 * k * c].reshape(6, 6, k, c))
+    u = winograd_weights(weight, buf[:36 * k * c].reshape(6, 6, *weight.shape[:2])).reshape(36, *weight.shape[:2])
     m = buf[36 * k * c:36 * (k * c + k * t)].reshape(6, 6, k, t)
     v = winograd_input(x, padding, buf[36 * (k * c + k * t):].reshape(6, 6, c, t) if v is None else v)
-    batched_matmul(u.reshape(36, k, c), v.reshape(36, c, t), m.reshape(36, k, t))
+    batched_matmul(u.swapaxes(1, 2) if swapped else u, v.reshape(36, c, t), m.reshape(36, k, t))
     return winograd_output(m, out)
 
 

@@ -71,13 +71,15 @@ def test_strides_blas_cannot_take_and_overlap_go_to_matmul(calls):
 
 
 def test_winograd_runs_its_gemms_as_one_batched_call(calls):
-    """The forward's 36 products U @ V and the weight gradient's GY @ V^T, each one BLAS call."""
+    """The forward's 36 products U @ V, the weight gradient's GY @ V^T and the input gradient's
+    U^T @ GY (U of the swapped weight, read transposed), each one BLAS call."""
     rng = np.random.default_rng(3)
-    x, w = rng.standard_normal((64, 64, 8, 8)).astype(np.float32), rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    x, w = rng.standard_normal((64, 64, 8, 8)).astype(np.float32), rng.standard_normal((80, 64, 3, 3)).astype(np.float32)
     v = np.empty((6, 6, 64, 64 * winograd.winograd_slots((8, 8))), np.float32)
-    y = winograd.winograd_conv3x3(x, w, (1, 1), out=np.empty((64, 64, 8, 8), np.float32), v=v)
+    y = winograd.winograd_conv3x3(x, w, (1, 1), out=np.empty((80, 64, 8, 8), np.float32), v=v)
     winograd.winograd_weight_grad(y.transpose(1, 0, 2, 3), v)
-    assert calls == [(64, 256, 64), (64, 64, 256)]
+    winograd.winograd_conv3x3(y.transpose(1, 0, 2, 3), w, (1, 1), out=np.empty((64, 64, 8, 8), np.float32), swapped=True)
+    assert calls == [(80, 256, 64), (80, 64, 256), (64, 256, 80)]
 
 
 def test_a_wrong_product_is_caught(monkeypatch):

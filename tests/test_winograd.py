@@ -67,6 +67,9 @@ def test_winograd_conv3x3_equals_im2col_gemm(backend, monkeypatch):
         x, w = rng.standard_normal((3, 8, 26, 29)).astype(dtype), rng.standard_normal((5, 8, 3, 3)).astype(dtype)
         y = kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((5, 3, 26, 29), dtype))
         assert_close(y, direct(x, w, (1, 1)), dtype)
+        swapped = np.ascontiguousarray(w.swapaxes(0, 1))  # (C, K, 3, 3): taken as its transpose
+        y = kernels.winograd_conv3x3(x, swapped, (1, 1), out=np.empty((5, 3, 26, 29), dtype), swapped=True)
+        assert_close(y, direct(x, w, (1, 1)), dtype)
 
 
 def test_a_wrong_transform_is_caught():
@@ -101,6 +104,8 @@ def test_bad_shapes_are_refused():
     x, w = np.zeros((1, 2, 8, 8)), np.zeros((3, 2, 3, 3))
     with pytest.raises(ValueError, match=r"winograd_conv3x3: .*\(3, 1, 8, 8\).*got out \(3, 1, 7, 8\)"):
         kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((3, 1, 7, 8)))
+    with pytest.raises(ValueError, match=r"winograd_conv3x3: x \(1, 2, 8, 8\), weight \(3, 2, 3, 3\) \(swapped\)"):
+        kernels.winograd_conv3x3(x, w, (1, 1), out=np.empty((3, 1, 8, 8)), swapped=True)
     with pytest.raises(ValueError, match="winograd_input: out must be"):
         kernels.winograd_input(x, (1, 1), np.empty((6, 6, 2, 5)))
     with pytest.raises(ValueError, match="winograd_weights: out must be"):

@@ -30,8 +30,9 @@ class Winograd(ConvPlan):
         v, w = saved
         gx = None
         if self.needs[0]:
-            flipped, padding = w[:, :, ::-1, ::-1].swapaxes(0, 1), tuple(2 - q for q in p.padding)
-            gx = kernels.winograd_conv3x3(g, flipped, padding, out=xp.empty((p.c, p.n) + p.x_shape[2:], g.dtype))
+            flipped, padding = w[:, :, ::-1, ::-1], tuple(2 - q for q in p.padding)  # its swap is gx's weight
+            gx = kernels.winograd_conv3x3(g, flipped, padding, out=xp.empty((p.c, p.n) + p.x_shape[2:], g.dtype),
+                                          swapped=True)
             gx = gx.transpose(1, 0, 2, 3)
         gw = kernels.winograd_weight_grad(g, v) if self.needs[1] else None
         return gx, gw, bias_grad(grouped(channel_major(g), 1), p) if self.needs[2] else None
