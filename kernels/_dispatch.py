@@ -7,8 +7,10 @@ array argument: on the CPU, the backend that minires.runtime.set_kernels selects
 device, that device's version. A name without a version of some kernel falls back to the
 reference, so a backend or a device can be added one kernel at a time, and no op changes.
 Numba's workqueue threading layer aborts the process if two threads enter it at once, so numba
-kernels run under a lock.
+kernels run under a lock. recording() lists the calls a block makes, without running their fast
+versions (minires.warmup replays them to compile ahead).
 """
+import contextlib
 import functools
 import threading
 
@@ -16,6 +18,7 @@ from .. import profiler, runtime
 from ..device import device_of
 
 _numba_lock = threading.Lock()
+_recorded = None  # the list recording() collects calls into, while it runs
 
 
 class Kernel:
@@ -33,6 +36,8 @@ class Kernel:
         return deco
 
     def __call__(self, x, *args, **kwargs):
+        if _recorded is not None:
+            return _record(self, x, args, kwargs)
         device = device_of(x).name
         backend = runtime.get_kernels() if device == "cpu" else device
         f = self.impls.get(backend, self.impls["numpy"])
@@ -48,6 +53,31 @@ def _call(f, backend, x, args, kwargs):
         return f(x, *args, **kwargs)
     with _numba_lock:
         return f(x, *args, **kwargs)
+
+
+def _record(kernel, x, args, kwargs):
+    """Append the call to the recording and run the reference, whose own kernel calls (the
+    reference's, not the fast versions') are not recorded."""
+    global _recorded
+    calls, _recorded = _recorded, None
+    calls.append((kernel, x, args, kwargs))
+    try:
+        return kernel.impls["numpy"](x, *args, **kwargs)
+    finally:
+        _recorded = calls
+
+
+@contextlib.contextmanager
+def recording():
+    """Inside the block, each kernel call runs the NumPy reference and is appended to the list
+    yielded as (kernel, x, args, kwargs); the ops and plans choose as for the backend selected, so
+    the list is what the block would call, compiling nothing. One thread at a time."""
+    global _recorded
+    outer, _recorded = _recorded, []
+    try:
+        yield _recorded
+    finally:
+        _recorded = outer
 
 
 def kernel(reference):

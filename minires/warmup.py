@@ -1,15 +1,17 @@
 """Kernels compiled ahead, in a second process, while a first run trains.
 
 Into an empty Numba cache, a first ``minires train`` compiles every kernel it calls, one after the
-other: Numba compiles under one lock per process, on one core, while the other core waits. The
-kernels of the deeper layers, which the training compiles last, and those the evaluation after the
-first epoch needs and the training steps do not (batch norm in eval mode) are compiled meanwhile by
-a second process, which writes them to the shared cache: a training step on zeros of each stage of
-the same model, the deepest first, and an SGD update, then one eval-mode forward on a batch of
-zeros of the evaluation's shape. The training process, busy with its first layers' kernels, then
-loads the rest from there. With a warm cache the second process only loads them and
-exits. It runs at a lower priority (nice 10): it takes the core the compiling leaves idle, and
-yields to the training's threads. Off: MINIRES_WARMUP=0 (minires/runtime.py).
+other: Numba compiles under one lock per process, on one core, while the other core waits. A second
+process compiles the same kernels from the other end, into the shared cache: it lists the kernel
+calls of one training step on zeros of the run's batch shape, an SGD update and an eval-mode
+forward (the evaluation after the first epoch), running NumPy's reference kernels to do so
+(kernels/_dispatch.recording), then runs each distinct call on the Numba kernels, the last one first.
+The training, compiling its first layers' forward kernels, meanwhile, then loads the rest from the
+cache, the two meeting in the middle. With a warm cache the second process only loads them and
+exits. It runs on one thread at a lower priority (nice 10): it takes the core the compiling leaves
+idle, and yields to the training's threads (with threads of its own, its OpenMP regions and
+OpenBLAS calls waited for a core the training held, and recording a step took 17 s, not 0.4).
+Off: MINIRES_WARMUP=0 (minires/runtime.py).
 
     python -m minires.warmup MODEL NUM_CLASSES N,C,H,W DTYPE [--small-input]
 """
@@ -24,8 +26,9 @@ import numpy as np
 
 from . import models, runtime
 from .autograd.tensor import Tensor, no_grad
-from .explain import explain
+from .functional import cross_entropy
 from .fusion import fuse
+from .kernels import _dispatch
 from .optim import SGD
 
 
@@ -37,7 +40,9 @@ def start(model, num_classes, shape, dtype, small_input):
         return None
     argv = [sys.executable, "-m", "minires.warmup", model, str(num_classes), ",".join(map(str, shape)),
             np.dtype(dtype).name] + (["--small-input"] if small_input else [])
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    one_thread = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    return subprocess.Popen(argv, env=one_thread, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def stop(process):
@@ -59,32 +64,43 @@ def main(argv=None):
     os.nice(10)
     model = fuse(getattr(models, args.model)(num_classes=args.num_classes, small_input=args.small_input), inplace=True)
     model.to(np.dtype(args.dtype))
-    model.train()
-    _stage_training_steps(model, args.shape, np.dtype(args.dtype))
-    model.eval()
-    with no_grad():
-        model(Tensor(np.zeros(args.shape, args.dtype)))
+    with _dispatch.recording() as calls:
+        _first_epoch(model, np.zeros(args.shape, args.dtype))
+    for kernel, x, args_, kwargs in reversed(_distinct(calls)):  # the last the run needs, first
+        kernel(x, *args_, **kwargs)
     return 0
 
 
-def _stage_training_steps(model, shape, dtype):
-    """A training step (forward and backward, on zeros) of each stage of ``model``, layer4 first (the
-    training compiles its first layers' kernels first, and reaches the deepest ones' last), then an
-    SGD update of their parameters. A model without ResNet's stages: nothing."""
-    first, kernels = {}, runtime.get_kernels()
-    runtime.set_kernels("numpy")  # the stages' input shapes, without compiling the first layers' kernels
-    try:
-        for row in explain(model, (2,) + tuple(shape[1:]), training=True):  # batch norm trains on 2 or more
-            first.setdefault(row.module.split(".")[0], (shape[0],) + tuple(row.input_shape[1:]))
-    finally:
-        runtime.set_kernels(kernels)
-    for name in ("layer4", "layer3", "layer2", "layer1"):
-        if name in first:  # a top-level module of the model's, named by explain
-            y = getattr(model, name)(Tensor(np.zeros(first[name], dtype), requires_grad=True))  # as in training
-            y.backward(Tensor(np.zeros(y.shape, dtype)))
-    params = [p for p in model.parameters() if p.grad is not None]
-    if params:
-        SGD(params, lr=0.0, momentum=0.9).step()
+def _first_epoch(model, x):
+    """What a first epoch calls: a training step on batch ``x`` (forward, cross-entropy, backward, an
+    SGD update), then an eval-mode forward."""
+    model.train()
+    cross_entropy(model(Tensor(x)), Tensor(np.zeros(len(x), np.int64))).backward()
+    SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=1e-4).step()
+    model.eval()
+    with no_grad():
+        model(Tensor(x))
+
+
+def _distinct(calls):
+    """The first of each group of ``calls`` alike (one kernel; arrays of one dtype, shape and layout;
+    other arguments equal), in order: the calls that compile something, or choose another loop."""
+    first = {}
+    for call in calls:
+        first.setdefault(_key(call), call)
+    return list(first.values())
+
+
+def _key(v):
+    """What of a call's argument v can change what it compiles or which loop it takes: an array's
+    dtype, shape, strides and writeability; a number's or string's value; an object's identity."""
+    if isinstance(v, np.ndarray):
+        return "array", v.dtype.str, v.shape, v.strides, v.flags.writeable
+    if isinstance(v, (tuple, list)):
+        return type(v), tuple(_key(a) for a in v)
+    if isinstance(v, dict):
+        return dict, tuple((k, _key(a)) for k, a in sorted(v.items()))
+    return type(v), v if isinstance(v, (int, float, str, bool, type(None), np.generic, np.dtype)) else id(v)
 
 
 def _end_with_parent():

@@ -8,8 +8,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
+import minires
 from minires import runtime, warmup
+from minires.kernels import _dispatch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,11 +41,15 @@ def test_train_starts_it_and_stops_it(monkeypatch):
         def wait(self):
             started.append("waited")
 
-    monkeypatch.setattr(warmup.subprocess, "Popen", lambda argv, **kw: started.append(argv[3:]) or Process())
+    def popen(argv, env, **kw):
+        started.append((argv[3:], env["NUMBA_NUM_THREADS"], env["OMP_NUM_THREADS"], env["OPENBLAS_NUM_THREADS"]))
+        return Process()
+
+    monkeypatch.setattr(warmup.subprocess, "Popen", popen)
     monkeypatch.setattr(runtime, "WARMUP", True)
     process = warmup.start("resnet18", 10, (64, 1, 8, 8), np.float32, True)
     warmup.stop(process)
-    assert started == [["resnet18", "10", "64,1,8,8", "float32", "--small-input"], "killed", "waited"]
+    assert started == [(["resnet18", "10", "64,1,8,8", "float32", "--small-input"], "1", "1", "1"), "killed", "waited"]
     monkeypatch.setattr(runtime, "WARMUP", False)
     assert warmup.start("resnet18", 10, (64, 1, 8, 8), np.float32, True) is None
 
@@ -69,3 +76,44 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_recording_lists_the_calls_and_runs_the_references(monkeypatch):
+    """Inside recording(), a kernel call runs the NumPy reference (the Numba version, made to fail
+    here, is not called) and is listed once, not the kernels the reference calls in turn; after it,
+    calls dispatch as before."""
+    inner = _dispatch.kernel(lambda x: x + 1)
+    outer = _dispatch.kernel(lambda x, k: inner(x) * k)
+    def fails(*args, **kwargs):
+        raise AssertionError("a fast version ran")
+    outer.register("numba")(fails)
+    monkeypatch.setitem(runtime._settings, "kernels", "numba")
+    x = np.ones(3)
+    with _dispatch.recording() as calls:
+        np.testing.assert_array_equal(outer(x, k=3), np.full(3, 6.0))
+    assert calls == [(outer, x, (), {"k": 3})]
+    with pytest.raises(AssertionError, match="a fast version ran"):
+        outer(x, k=3)
+
+
+def test_distinct_calls_keep_the_first_of_each_kind_in_order():
+    """Alike: one kernel, arrays of one dtype, shape and layout, equal other arguments."""
+    a, b = _dispatch.kernel(lambda x: x), _dispatch.kernel(lambda x: x)
+    x, y = np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32).T
+    calls = [(a, x, (1,), {}), (b, x, (), {}), (a, x.copy(), (1,), {}), (a, y, (1,), {}), (a, x, (2,), {}),
+             (a, x.astype(np.float64), (1,), {})]
+    assert [[c is d for d in calls].index(True) for c in warmup._distinct(calls)] == [0, 1, 3, 4, 5]
+
+
+def test_a_recorded_first_epoch_lists_the_kernel_calls_of_the_real_one(monkeypatch):
+    """What the second process replays is what the training calls: the same kernels, in the same
+    order (so that replaying it backwards starts from the training's far end)."""
+    monkeypatch.setitem(runtime._settings, "kernels", "numba")
+    model = minires.fuse(minires.models.resnet18(num_classes=10, small_input=True), inplace=True)
+    x = np.zeros((4, 3, 8, 8), np.float32)
+    with _dispatch.recording() as recorded:
+        warmup._first_epoch(model, x)
+    seen, call = [], _dispatch.Kernel.__call__
+    monkeypatch.setattr(_dispatch.Kernel, "__call__", lambda self, *a, **kw: seen.append(self) or call(self, *a, **kw))
+    warmup._first_epoch(model, x)
+    assert [k for k, *_ in recorded] == seen and len(seen) > 50
