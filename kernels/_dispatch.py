@@ -18,7 +18,8 @@ from .. import profiler, runtime
 from ..device import device_of
 
 _numba_lock = threading.Lock()
-_recorded = None  # the list recording() collects calls into, while it runs
+_recorded = None  # while recording() runs: (its list, its keep), or _IN_REFERENCE inside a reference
+_IN_REFERENCE = object()
 
 
 class Kernel:
@@ -56,26 +57,32 @@ def _call(f, backend, x, args, kwargs):
 
 
 def _record(kernel, x, args, kwargs):
-    """Append the call to the recording and run the reference, whose own kernel calls (the
-    reference's, not the fast versions') are not recorded."""
+    """List the call (unless keep refuses it) and run the reference; kernel calls the reference makes
+    in turn run their references too, unlisted."""
     global _recorded
-    calls, _recorded = _recorded, None
-    calls.append((kernel, x, args, kwargs))
+    state = _recorded
+    if state is not _IN_REFERENCE:
+        calls, keep = state
+        if keep is None or keep((kernel, x, args, kwargs)):
+            calls.append((kernel, x, args, kwargs))
+    _recorded = _IN_REFERENCE
     try:
         return kernel.impls["numpy"](x, *args, **kwargs)
     finally:
-        _recorded = calls
+        _recorded = state
 
 
 @contextlib.contextmanager
-def recording():
+def recording(keep=None):
     """Inside the block, each kernel call runs the NumPy reference and is appended to the list
-    yielded as (kernel, x, args, kwargs); the ops and plans choose as for the backend selected, so
-    the list is what the block would call, compiling nothing. One thread at a time."""
+    yielded as (kernel, x, args, kwargs), if keep(call) is true (None: every call); the ops and plans
+    choose as for the backend selected, so the list is what the block would call, compiling nothing.
+    The recording is the process's: no other thread may call kernels meanwhile."""
     global _recorded
-    outer, _recorded = _recorded, []
+    outer, calls = _recorded, []
+    _recorded = (calls, keep)
     try:
-        yield _recorded
+        yield calls
     finally:
         _recorded = outer
 

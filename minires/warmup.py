@@ -10,8 +10,8 @@ The training, compiling its first layers' forward kernels, meanwhile, then loads
 cache, the two meeting in the middle. With a warm cache the second process only loads them and
 exits. It runs on one thread at a lower priority (nice 10): it takes the core the compiling leaves
 idle, and yields to the training's threads (with threads of its own, its OpenMP regions and
-OpenBLAS calls waited for a core the training held, and recording a step took 17 s, not 0.4).
-Off: MINIRES_WARMUP=0 (minires/runtime.py).
+OpenBLAS calls waited at barriers for a core the training held). Off: MINIRES_WARMUP=0
+(minires/runtime.py).
 
     python -m minires.warmup MODEL NUM_CLASSES N,C,H,W DTYPE [--small-input]
 """
@@ -64,10 +64,17 @@ def main(argv=None):
     os.nice(10)
     model = fuse(getattr(models, args.model)(num_classes=args.num_classes, small_input=args.small_input), inplace=True)
     model.to(np.dtype(args.dtype))
-    with _dispatch.recording() as calls:
+    with _dispatch.recording(keep=_first_of_each_kind()) as calls:
         _first_epoch(model, np.zeros(args.shape, args.dtype))
-    for kernel, x, args_, kwargs in reversed(_distinct(calls)):  # the last the run needs, first
-        kernel(x, *args_, **kwargs)
+    # The last the run needs, first, on the arrays recorded: pooled and scratch buffers among them may
+    # hold other values by now, which only kernels that index with their data could mind (none does:
+    # index arrays come from an op's saved results or cached tables). A call that fails compiles
+    # nothing; the next ones still do.
+    for kernel, x, args_, kwargs in reversed(calls):
+        try:
+            kernel(x, *args_, **kwargs)
+        except Exception:
+            continue
     return 0
 
 
@@ -82,20 +89,26 @@ def _first_epoch(model, x):
         model(Tensor(x))
 
 
-def _distinct(calls):
-    """The first of each group of ``calls`` alike (one kernel; arrays of one dtype, shape and layout;
-    other arguments equal), in order: the calls that compile something, or choose another loop."""
-    first = {}
-    for call in calls:
-        first.setdefault(_key(call), call)
-    return list(first.values())
+def _first_of_each_kind():
+    """A keep for recording(): true for the first call of each kind (one kernel; arrays of one dtype,
+    shape and layout; other arguments equal), the calls that compile something or choose another
+    loop; the others are not kept, nor their arrays."""
+    seen = set()
+
+    def keep(call):
+        key = _key(call)
+        new = key not in seen
+        seen.add(key)
+        return new
+    return keep
 
 
 def _key(v):
     """What of a call's argument v can change what it compiles or which loop it takes: an array's
-    dtype, shape, strides and writeability; a number's or string's value; an object's identity."""
+    dtype, shape, strides, writeability and alignment; a number's or string's value; an object's
+    identity."""
     if isinstance(v, np.ndarray):
-        return "array", v.dtype.str, v.shape, v.strides, v.flags.writeable
+        return "array", v.dtype.str, v.shape, v.strides, v.flags.writeable, v.flags.aligned
     if isinstance(v, (tuple, list)):
         return type(v), tuple(_key(a) for a in v)
     if isinstance(v, dict):

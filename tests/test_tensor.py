@@ -305,13 +305,17 @@ def test_a_gradient_used_twice_is_summed_into_the_first_when_nothing_else_holds_
 
 
 def test_a_gradient_used_twice_leaves_arrays_others_hold_alone():
-    """Held by an op, a view of an array held so, or the caller's upstream gradient passed through:
-    summed into a new array, the held one unchanged."""
-    kept, upstream = np.full((2, 3), 5.0), np.ones((2, 3))
-    for first in (lambda g: kept, lambda g: kept[:, :]):
+    """Held by an op, a view of an array held so, a view of memory other arrays see (a buffer), the
+    caller's upstream gradient passed through, or a view whose elements share memory: summed into
+    a new array, the held one unchanged."""
+    kept, upstream, buffer = np.full((2, 3), 5.0), np.ones((2, 3)), bytearray(np.full(6, 5.0).tobytes())
+    other = np.frombuffer(buffer)
+    for first in (lambda g: kept, lambda g: kept[:, :], lambda g: np.frombuffer(buffer)[:].reshape(2, 3),
+                  lambda g: np.lib.stride_tricks.as_strided(np.full(3, 5.0), (2, 3), (0, 8))):
         g = _sum_of_two_uses(first, lambda g: np.full((2, 3), 2.0))
         np.testing.assert_array_equal(g, np.full((2, 3), 7.0))
         np.testing.assert_array_equal(kept, np.full((2, 3), 5.0))
+        np.testing.assert_array_equal(other, np.full(6, 5.0))
     g = _sum_of_two_uses(lambda g: g, lambda g: np.full((2, 3), 2.0), upstream)
     np.testing.assert_array_equal(g, np.full((2, 3), 3.0))
     np.testing.assert_array_equal(upstream, np.ones((2, 3)))

@@ -291,15 +291,28 @@ def _unshared(a):
 
 def _summable_in_place(total, g):
     """Whether _send_gradients may add g into ``total``, a gradient sum held by its caller's variable
-    and one dict: writeable, seen by nothing else (nor its memory: if a view, its base held by it
-    alone), and not overlapping g. Then a gradient used twice (a residual block's input) costs no new
-    array and one pass less over memory."""
+    and one dict: writeable, seen by nothing else (nor its memory: if a view, of an array that owns
+    its memory and is held by the view alone), no two of its elements in one place, and not
+    overlapping g. Then a gradient used twice (a residual block's input) costs no new array and one
+    pass less over memory."""
     base = total.base
     # total: the caller's variable, + 2: this function's parameter and the dict; base: the local
     # variable, + 1: the view
     return (getattr(total.flags, "writeable", True) and _refcount(total) <= _REFS_UNSHARED + 2
-            and (base is None or _refcount(base) <= _REFS_UNSHARED + 1)
-            and not array_module(total).may_share_memory(total, g))
+            and (base is None or (base.base is None and _refcount(base) <= _REFS_UNSHARED + 1))
+            and _elements_apart(total) and not array_module(total).may_share_memory(total, g))
+
+
+def _elements_apart(a):
+    """Whether no two elements of a share memory: taken by stride, smallest first, each axis steps
+    over all the memory of the axes before it (a permuted, sliced or reshaped dense array does; a
+    broadcast or as_strided view with a zero or short stride need not)."""
+    span = a.itemsize
+    for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1):
+        if stride < span:
+            return False
+        span = stride * n
+    return True
 
 
 def _refcount(a):

@@ -123,9 +123,9 @@ def _winograd_pays(p, needs):
     if any(needs[:2]):
         key = "winograd_training" if kernels.gemm.available(p.dtype) else "winograd_training_per_matrix"
     min_hw, min_slots, min_work, min_fill = THRESHOLDS[key]
-    tiles = kernels.winograd_slots(p.out_hw)
-    fill = p.out_hw[0] * p.out_hw[1] / (16 * tiles)
-    return min(p.out_hw) >= min_hw and p.n * tiles >= min_slots and p.n * tiles * p.c >= min_work and fill >= min_fill
+    tiles = kernels.winograd_slots(p.out_hw)  # per image, 16 outputs each
+    return (min(p.out_hw) >= min_hw and p.n * tiles >= min_slots and p.n * tiles * p.c >= min_work
+            and p.out_hw[0] * p.out_hw[1] >= min_fill * 16 * tiles)
 
 
 for _rule in (
