@@ -28,9 +28,9 @@ Made at import (each kept as the user set it, or turned off, by an environment v
   OMP_WAIT_POLICY=PASSIVE (idle OpenMP workers sleep instead of spinning against BLAS's threads;
   read when libgomp loads, so where PyTorch loaded it first, Numba runs on workqueue instead;
   off: set OMP_WAIT_POLICY yourself).
-- WARMUP: `minires train` on the CPU starts a second process that compiles the deeper layers' and
-  the evaluation's kernels into Numba's cache while the first epoch trains (minires/warmup.py).
-  Off: MINIRES_WARMUP=0.
+- WARMUP: `minires train` on the CPU starts a second process that compiles the first epoch's
+  kernels into Numba's cache from the epoch's end backwards while the training compiles them from
+  its start (minires/warmup.py). Off: MINIRES_WARMUP=0.
 
 Switches (an environment variable for the start value, a function to change it at run time):
 - kernels: MINIRES_KERNELS / set_kernels("numba" | "numpy"), the CPU kernels' implementation.

@@ -383,7 +383,6 @@ def _send_gradients(node, g, pending, leaves):
             total += gi
         else:
             store[key] = total + gi
-        del total
         if store is leaves:
             reached.append(t)
     return reached
