@@ -20,12 +20,13 @@ transforms' constants (1/6, 1/24, ...) make float32 results differ from a direct
 about 1e-6 of their magnitude (1e-15 in float64), against about 1e-7 for im2col + GEMM.
 """
 import numpy as np
-from numba import get_num_threads, int64, njit, prange, uint64
+from numba import get_num_threads, int64, njit, uint64
 
 from ._dispatch import kernel
 from .gemm import batched_matmul
 from ._geometry import pad, valid_range
 from ._layout import canonical, is_channel_major
+from ._parallel import parallel_chunks
 from ._scratch import scratch
 from ..device import array_module
 
@@ -225,21 +226,22 @@ def _a_rows(dst, e, de, dc, src, sc, r, n):
 @winograd_weights.register("numba")
 def _winograd_weights_numba(w, out):
     _check("winograd_weights", out, (6, 6, *w.shape[:2]), w.dtype)
-    _weights_loops(np.ascontiguousarray(w.transpose(0, 2, 3, 1)), G.astype(w.dtype), out)
+    parallel_chunks(_weights_chunk, _chunks(w.shape[0]), np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
+                    G.astype(w.dtype), out)
     return out
 
 
-@njit(cache=True, parallel=True)
-def _weights_loops(w, g, u):
+@njit(cache=True, error_model="numpy")
+def _weights_chunk(w, g, u, chunk, chunks):
     """w (K, 3, 3, C) (channels last, so that each filter tap is a unit-stride run over C), g = G
-    -> u (6, 6, K, C): G w down the columns into gw[a, j], then along the rows. Loops: filters k in
-    parallel > transform rows > c. The row loops run to G's shape, not to the constants 6 and 3: LLVM
+    -> u (6, 6, K, C), for this chunk's filters: G w down the columns into gw[a, j], then along the
+    rows. Loops: filters k > transform rows > c. The row loops run to G's shape, not to the constants 6 and 3: LLVM
     unrolls constant loops around the vectorized c loop into dozens of copies, which multiplied the
     kernel's compile time into an empty cache for no speed (see benchmarks/RESULTS.md)."""
     k_out, c_in = w.shape[0], w.shape[3]
     rows, taps = g.shape
-    for k in prange(k_out):
-        gw = np.empty((rows, taps, c_in), w.dtype)
+    gw = np.empty((rows, taps, c_in), w.dtype)
+    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
         for a in range(rows):
             g0, g1, g2 = g[a, 0], g[a, 1], g[a, 2]
             for j in range(taps):
@@ -255,21 +257,21 @@ def _weights_loops(w, g, u):
 @winograd_grad_weights.register("numba")
 def _winograd_grad_weights_numba(du, out):
     _check("winograd_grad_weights", out, (*du.shape[2:], 3, 3), du.dtype)
-    _grad_weights_loops(np.ascontiguousarray(du), np.ascontiguousarray(G.T, dtype=du.dtype),
-                        out.reshape(out.shape[0], -1))
+    parallel_chunks(_grad_weights_chunk, _chunks(du.shape[2]), np.ascontiguousarray(du),
+                    np.ascontiguousarray(G.T, dtype=du.dtype), out.reshape(out.shape[0], -1))
     return out
 
 
-@njit(cache=True, parallel=True)
-def _grad_weights_loops(du, gt, out):
-    """du (6, 6, K, C), gt = G^T (3, 6) -> out (K, C*9): G^T down the columns into t[3*i + b], then
-    along the rows into s[3*i + j] (9, C), each a unit-stride run over c; then s's columns are the
-    filters' 9 taps, stored in (c, tap) order. Loops: filters k in parallel > rows > c. At 256 and
+@njit(cache=True, error_model="numpy")
+def _grad_weights_chunk(du, gt, out, chunk, chunks):
+    """du (6, 6, K, C), gt = G^T (3, 6) -> out (K, C*9), for this chunk's filters: G^T down the
+    columns into t[3*i + b], then along the rows into s[3*i + j] (9, C), each a unit-stride run over
+    c; then s's columns are the filters' 9 taps, stored in (c, tap) order. Loops: filters k > rows > c. At 256 and
     512 channels the reference's einsum is a large part of the weight's gradient, hence this kernel
     (see benchmarks/RESULTS.md)."""
     k_out, c_in = du.shape[2], du.shape[3]
-    for k in prange(k_out):
-        t, s = np.empty((18, c_in), du.dtype), np.empty((9, c_in), du.dtype)
+    t, s = np.empty((18, c_in), du.dtype), np.empty((9, c_in), du.dtype)
+    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
         for e in range(18):
             c_, b = gt[e // 6], e % 6
             for c in range(uint64(c_in)):
@@ -290,81 +292,84 @@ def _winograd_input_numba(x, padding, out):
     ohw = _out_hw(x.shape[2:], padding)
     _check("winograd_input", out, (6, 6, c, n * winograd_slots(ohw)), x.dtype)
     cm = is_channel_major(x)
-    _input_loops(canonical(x, cm), cm, out.reshape(36, c, -1), winograd_tiles(ohw)[0], *padding, _chunks(c))
+    parallel_chunks(_input_chunk, _chunks(c), canonical(x, cm), cm, out.reshape(36, c, -1), winograd_tiles(ohw)[0],
+                    *padding)
     return out
 
 
-@njit(cache=True, parallel=True)
-def _input_loops(x, cm, v, th, ph, pw, chunks):
-    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, th*tw*N). Per channel: its
-    zero-padded planes are split by row and column phase (mod 4) into rows q[4*ri + rj], element
-    (4*Y + ri, 4*X + rj) of image n at q[4*ri + rj, (Y*(tw + 1) + X)*N + n] (one block of 4 more per
-    row and column than there are tiles: a tile's last two rows and columns are the next block's first
-    two), so that element (i, j) of row ty's tiles is one unit-stride run: tile (ty, tx, n) reads
+@njit(cache=True, error_model="numpy")
+def _input_chunk(x, cm, v, th, ph, pw, chunk, chunks):
+    """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> v (36, C, th*tw*N), for this chunk's
+    channels. Per channel: its zero-padded planes are split by row and column phase (mod 4) into
+    rows q[4*ri + rj], element (4*Y + ri, 4*X + rj) of image n at q[4*ri + rj, (Y*(tw + 1) + X)*N + n]
+    (one block of 4 more per row and column than there are tiles: a tile's last two rows and columns
+    are the next block's first two), so that element (i, j) of row ty's tiles is one unit-stride run: tile (ty, tx, n) reads
     q[4*(i % 4) + j % 4, ((ty + i // 4)*(tw + 1) + tx + j // 4)*N + n]. Then B^T down the tiles'
     columns into s[6*a + j], a row of tiles at a time, and B along their rows into v[6*a + b], the
     whole channel at once. Every channel writes the same elements of q, so its zeros (the padding)
-    are made once per chunk."""
+    are made once."""
     c_in, slots = v.shape[1:]
     nb, h, w = (x.shape[1], x.shape[2], x.shape[3]) if cm else (x.shape[0], x.shape[2], x.shape[3])
     run = slots // th  # tw*N: a row of tiles
     qrow = run + nb  # (tw + 1)*N: a row of blocks in q
     ns, nr, z, step = uint64(slots), uint64(run), uint64(0), uint64(nb)
-    for chunk in prange(chunks):
-        q, s = np.zeros((16, 1, (th + 1) * qrow), x.dtype), np.empty((36, 1, slots), x.dtype)
-        for c in range(chunk * c_in // chunks, (chunk + 1) * c_in // chunks):
-            for n in range(nb):
-                src = x[c, n] if cm else x[n, c]
-                for yy in range(4 * th + 4):
-                    if 0 <= yy - ph < h:
-                        for rj in range(4):
-                            b0, b1 = valid_range(rj - pw, 4, w, run // nb + 1)
-                            o, r = q[yy % 4 * 4 + rj, 0, yy // 4 * qrow + b0 * nb + n:], src[yy - ph, 4 * b0 + rj - pw:]
-                            for b in range(uint64(b1 - b0)):
-                                o[b * step] = r[4 * b]
-            for ty in range(th):  # s[6*a + j] = (B^T d)[a], d: column j of row ty's tiles
-                for j in range(6):
-                    rj, o0 = j % 4, uint64(ty * qrow + j // 4 * nb)
-                    o1 = o0 + uint64(qrow)
-                    _bt_rows(s, j, int64(6), int64(0), uint64(ty * run), q, int64(0),
-                             (rj, 4 + rj, 8 + rj, 12 + rj, rj, 4 + rj), (o0, o0, o0, o0, o1, o1), nr)
-            for a6 in range(0, 36, 6):  # v[a6 + b] = (B^T s_a)[b], s_a: the six rows s[a6:a6 + 6]
-                _bt_rows(v, a6, int64(1), c, z, s, int64(0), (a6, a6 + 1, a6 + 2, a6 + 3, a6 + 4, a6 + 5),
-                         (z, z, z, z, z, z), ns)
+    q, s = np.zeros((16, 1, (th + 1) * qrow), x.dtype), np.empty((36, 1, slots), x.dtype)
+    first, count = np.empty(4, np.int64), np.empty(4, np.uint64)  # column phase rj: its blocks inside the map
+    for rj in range(4):
+        b0, b1 = valid_range(rj - pw, 4, w, run // nb + 1)
+        first[rj], count[rj] = b0, b1 - b0
+    for c in range(chunk * c_in // chunks, (chunk + 1) * c_in // chunks):
+        for n in range(nb):
+            src = x[c, n] if cm else x[n, c]
+            for yy in range(ph, ph + h):  # the padded rows that hold the image's
+                row = src[yy - ph]
+                for rj in range(4):
+                    b0 = first[rj]
+                    o, r = q[yy % 4 * 4 + rj, 0, yy // 4 * qrow + b0 * nb + n:], row[4 * b0 + rj - pw:]
+                    for b in range(count[rj]):
+                        o[b * step] = r[4 * b]
+        for ty in range(th):  # s[6*a + j] = (B^T d)[a], d: column j of row ty's tiles
+            for j in range(6):
+                rj, o0 = j % 4, uint64(ty * qrow + j // 4 * nb)
+                o1 = o0 + uint64(qrow)
+                _bt_rows(s, j, int64(6), int64(0), uint64(ty * run), q, int64(0),
+                         (rj, 4 + rj, 8 + rj, 12 + rj, rj, 4 + rj), (o0, o0, o0, o0, o1, o1), nr)
+        for a6 in range(0, 36, 6):  # v[a6 + b] = (B^T s_a)[b], s_a: the six rows s[a6:a6 + 6]
+            _bt_rows(v, a6, int64(1), c, z, s, int64(0), (a6, a6 + 1, a6 + 2, a6 + 3, a6 + 4, a6 + 5),
+                     (z, z, z, z, z, z), ns)
 
 
 @winograd_output.register("numba")
 def _winograd_output_numba(m, out):
     k, n, ho, wo = out.shape
     _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
-    _output_loops(m.reshape(36, k, -1), out, winograd_tiles((ho, wo))[0], _chunks(k))
+    parallel_chunks(_output_chunk, _chunks(k), m.reshape(36, k, -1), out, winograd_tiles((ho, wo))[0])
     return out
 
 
-@njit(cache=True, parallel=True)
-def _output_loops(m, y, th, chunks):
-    """m (36, K, th*tw*N) -> y (K, N, Ho, Wo). Per output channel: A^T down the tiles' columns into
-    r[6*i + b], A along their rows into t[4*i + j], then each output row gathers its four column
-    phases (tile (ty, tx, n) at slot (ty*tw + tx)*N + n)."""
+@njit(cache=True, error_model="numpy")
+def _output_chunk(m, y, th, chunk, chunks):
+    """m (36, K, th*tw*N) -> y (K, N, Ho, Wo), for this chunk's output channels. Per channel: A^T down
+    the tiles' columns into r[6*i + b], A along their rows into t[4*i + j], then each output row
+    gathers its four column phases (tile (ty, tx, n) at slot (ty*tw + tx)*N + n)."""
     k_out, slots = m.shape[1:]
     nb, ho, wo = y.shape[1:]
     run = slots // th  # tw*N: a row of tiles
     ns, step = uint64(slots), uint64(nb)
-    for chunk in prange(chunks):
-        r, t = np.empty((24, 1, slots), m.dtype), np.empty((16, 1, slots), m.dtype)
-        for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
-            for b in range(6):  # r[6*i + b] = (A^T m)[i] down column b of the tiles
-                _at_rows(r, b, int64(6), int64(0), m, k, (b, 6 + b, 12 + b, 18 + b, 24 + b, 30 + b), ns)
-            for i in range(4):  # t[4*i + j] = (A^T r_i)[j], r_i: the six rows r[6*i:6*i + 6]
-                i6 = 6 * i
-                _at_rows(t, 4 * i, int64(1), int64(0), r, int64(0), (i6, i6 + 1, i6 + 2, i6 + 3, i6 + 4, i6 + 5), ns)
-            for n in range(nb):
-                for yy in range(ho):
-                    dst, t0 = y[k, n, yy], uint64(yy // 4 * run + n)
-                    for j in range(4):
-                        src, o = t[yy % 4 * 4 + j, 0], dst[j:]
-                        for tx in range(uint64((wo - j + 3) // 4)):
-                            o[4 * tx] = src[t0 + tx * step]
+    r, t = np.empty((24, 1, slots), m.dtype), np.empty((16, 1, slots), m.dtype)
+    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
+        for b in range(6):  # r[6*i + b] = (A^T m)[i] down column b of the tiles
+            _at_rows(r, b, int64(6), int64(0), m, k, (b, 6 + b, 12 + b, 18 + b, 24 + b, 30 + b), ns)
+        for i in range(4):  # t[4*i + j] = (A^T r_i)[j], r_i: the six rows r[6*i:6*i + 6]
+            i6 = 6 * i
+            _at_rows(t, 4 * i, int64(1), int64(0), r, int64(0), (i6, i6 + 1, i6 + 2, i6 + 3, i6 + 4, i6 + 5), ns)
+        for n in range(nb):
+            for yy in range(ho):
+                dst, t0 = y[k, n, yy], uint64(yy // 4 * run + n)
+                for j in range(4):
+                    src, o = t[yy % 4 * 4 + j, 0], dst[j:]
+                    for tx in range(uint64((wo - j + 3) // 4)):
+                        o[4 * tx] = src[t0 + tx * step]
 
 
 @winograd_grad_output.register("numba")
@@ -372,34 +377,34 @@ def _winograd_grad_output_numba(gy, out):
     n, k, ho, wo = gy.shape
     _check("winograd_grad_output", out, (6, 6, k, n * winograd_slots((ho, wo))), gy.dtype)
     cm = is_channel_major(gy)
-    _grad_output_loops(canonical(gy, cm), cm, out.reshape(36, k, -1), winograd_tiles((ho, wo))[0], _chunks(k))
+    parallel_chunks(_grad_output_chunk, _chunks(k), canonical(gy, cm), cm, out.reshape(36, k, -1),
+                    winograd_tiles((ho, wo))[0])
     return out
 
 
-@njit(cache=True, parallel=True)
-def _grad_output_loops(g, cm, out, th, chunks):
-    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*tw*N). Per channel:
-    split by row and column phase into q[4*i + j] (tile (ty, tx, n) at slot (ty*tw + tx)*N + n; zero
-    beyond the map, made once per chunk, as every channel writes the same elements), A down the
-    tiles' columns into r[4*a + j], A^T along their rows into out[6*a + b]."""
+@njit(cache=True, error_model="numpy")
+def _grad_output_chunk(g, cm, out, th, chunk, chunks):
+    """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*tw*N), for this
+    chunk's channels. Per channel: split by row and column phase into q[4*i + j] (tile (ty, tx, n) at
+    slot (ty*tw + tx)*N + n; zero beyond the map, made once, as every channel writes the same
+    elements), A down the tiles' columns into r[4*a + j], A^T along their rows into out[6*a + b]."""
     k_out, slots = out.shape[1:]
     nb, ho, wo = (g.shape[1], g.shape[2], g.shape[3]) if cm else (g.shape[0], g.shape[2], g.shape[3])
     run = slots // th  # tw*N: a row of tiles
     ns, step = uint64(slots), uint64(nb)
-    for chunk in prange(chunks):
-        q, r = np.zeros((16, 1, slots), g.dtype), np.empty((24, 1, slots), g.dtype)
-        for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
-            for n in range(nb):
-                src = g[k, n] if cm else g[n, k]
-                for yy in range(ho):
-                    for j in range(4):
-                        o, rw = q[yy % 4 * 4 + j, 0, yy // 4 * run + n:], src[yy, j:]
-                        for tx in range(uint64((wo - j + 3) // 4)):
-                            o[tx * step] = rw[4 * tx]
-            for j in range(4):  # r[4*a + j] = (A g)[a] down column j of the tiles
-                _a_rows(r, j, int64(4), int64(0), q, int64(0), (j, 4 + j, 8 + j, 12 + j), ns)
-            for a in range(6):  # out[6*a + b] = (A r_a)[b], r_a: the four rows r[4*a:4*a + 4]
-                _a_rows(out, 6 * a, int64(1), k, r, int64(0), (4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3), ns)
+    q, r = np.zeros((16, 1, slots), g.dtype), np.empty((24, 1, slots), g.dtype)
+    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
+        for n in range(nb):
+            src = g[k, n] if cm else g[n, k]
+            for yy in range(ho):
+                for j in range(4):
+                    o, rw = q[yy % 4 * 4 + j, 0, yy // 4 * run + n:], src[yy, j:]
+                    for tx in range(uint64((wo - j + 3) // 4)):
+                        o[tx * step] = rw[4 * tx]
+        for j in range(4):  # r[4*a + j] = (A g)[a] down column j of the tiles
+            _a_rows(r, j, int64(4), int64(0), q, int64(0), (j, 4 + j, 8 + j, 12 + j), ns)
+        for a in range(6):  # out[6*a + b] = (A r_a)[b], r_a: the four rows r[4*a:4*a + 4]
+            _a_rows(out, 6 * a, int64(1), k, r, int64(0), (4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3), ns)
 
 
 def winograd_conv3x3(x, weight, padding, out, v=None, swapped=False):
