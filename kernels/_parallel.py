@@ -9,42 +9,88 @@ every kernel. Here the body is a plain ``@njit`` function doing one chunk of the
     body(*args, chunk, chunks)        e.g. channels chunk*C//chunks up to (chunk + 1)*C//chunks
 
 and ``parallel_chunks(body, chunks, *args)`` runs chunk = 0 .. chunks-1 on Numba's threads (the
-pool that also runs OpenBLAS's jobs, see minires/blas_pool.py) from one small ``prange`` loop that
-calls the body through its address: that loop's compile never sees the body's code, and the body
-compiles and caches on its own like any serial kernel. The loop compiles once per tuple of argument
-types.
+pool that also runs OpenBLAS's jobs, see minires/blas_pool.py). Three pieces, none of which
+compiles the body's code into its own:
+- _chunks_loop, the one ``prange`` loop, compiled once: it calls trampoline(data, body, chunk,
+  chunks) through the trampoline's address, for every chunk;
+- a trampoline per tuple of argument types, a few LLVM instructions (_trampoline): it loads the
+  arguments from ``data`` and calls the body through the body's address;
+- _launch, an ordinary function compiled per tuple of argument types: it stores the arguments in
+  its frame (``data``) and runs _chunks_loop with its trampoline.
+The body compiles and caches on its own like any serial kernel.
 """
-from numba import int64, njit, prange, typeof, types
+from llvmlite import ir
+from numba import get_num_threads, int64, njit, prange, typeof, types
 from numba._dispatcher import compute_fingerprint
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["parallel_chunks"]
+__all__ = ["parallel_chunks", "chunk_count", "chunk_range"]
 
 _addresses = {}  # (body, its arguments' types) -> the address of its compiled code
+_CHUNK = (types.int64, types.int64)  # the body's last two arguments: chunk, chunks
+
+
+def _call_at(context, builder, address, argtypes, values):
+    """Call the Numba-compiled function at integer ``address``, which returns None, in Numba's own
+    calling convention; its status (is_error: it raised)."""
+    function = context.call_conv.get_function_type(types.none, argtypes)
+    pointer = builder.inttoptr(address, function.as_pointer())
+    status, _ = context.call_conv.call_function(builder, pointer, types.none, argtypes, values)
+    return status
 
 
 @intrinsic
 def _call(typingctx, address, args):
-    """Call the Numba-compiled function at ``address`` (an integer) with the tuple ``args`` spread,
-    in Numba's own calling convention, for a function that returns None. True where it raised."""
+    """address(*args) for a Numba-compiled function returning None; True where it raised."""
     def codegen(context, builder, signature, values):
-        argtypes = list(args.types)
-        function = context.call_conv.get_function_type(types.none, argtypes)
-        pointer = builder.inttoptr(values[0], function.as_pointer())
-        status, _ = context.call_conv.call_function(builder, pointer, types.none, argtypes,
-                                                    cgutils.unpack_tuple(builder, values[1]))
+        status = _call_at(context, builder, values[0], list(args.types), cgutils.unpack_tuple(builder, values[1]))
         return status.is_error
     return types.boolean(address, args), codegen
 
 
+@intrinsic
+def _stored(typingctx, args):
+    """The address of a copy of ``args`` in the calling function's frame (valid until it returns)."""
+    def codegen(context, builder, signature, values):
+        return builder.ptrtoint(cgutils.alloca_once_value(builder, values[0]), ir.IntType(64))
+    return types.int64(args), codegen
+
+
+@intrinsic
+def _trampoline(typingctx, args):
+    """The address of trampoline(data, body, chunk, chunks), a Numba-convention function defined
+    here for ``args``'s types: body(*arguments, chunk, chunks) with the arguments stored at data."""
+    def codegen(context, builder, signature, values):
+        module = builder.module
+        own = [types.int64] * 4
+        function = ir.Function(module, context.call_conv.get_function_type(types.none, own),
+                               module.get_unique_name("minires_chunk_trampoline"))
+        function.linkage = "internal"
+        b = ir.IRBuilder(function.append_basic_block())
+        data, body, chunk, chunks = context.call_conv.decode_arguments(b, own, function)
+        stored = b.load(b.inttoptr(data, context.get_value_type(args).as_pointer()))
+        status = _call_at(context, b, body, list(args.types) + list(_CHUNK),
+                          cgutils.unpack_tuple(b, stored) + [chunk, chunks])
+        with cgutils.if_unlikely(b, status.is_error):
+            context.call_conv.return_status_propagate(b, status)
+        context.call_conv.return_value(b, context.get_dummy_value())
+        return builder.ptrtoint(function, ir.IntType(64))
+    return types.int64(args), codegen
+
+
 @njit(cache=True, parallel=True)
-def _chunks_loop(address, chunks, args):
+def _chunks_loop(trampoline, data, body, chunks):
     """The number of chunks whose call raised (a parallel loop cannot pass an exception on)."""
     failed = 0
     for chunk in prange(chunks):
-        failed += _call(address, args + (int64(chunk), chunks))
+        failed += _call(trampoline, (data, body, int64(chunk), chunks))
     return failed
+
+
+@njit(cache=True)
+def _launch(body, chunks, args):
+    return _chunks_loop(_trampoline(args), _stored(args), body, chunks)
 
 
 def parallel_chunks(body, chunks, *args):
@@ -55,10 +101,22 @@ def parallel_chunks(body, chunks, *args):
     key = body, compute_fingerprint(args)  # the key Numba's dispatchers file argument types under
     address = _addresses.get(key)
     if address is None:
-        signature = tuple(typeof(a) for a in args) + (int64, int64)
+        signature = tuple(typeof(a) for a in args) + _CHUNK
         body.compile(signature)
         compiled = body.overloads[signature]
         address = _addresses[key] = compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
-    if _chunks_loop(address, chunks, args):
+    if _launch(address, chunks, args):
         for chunk in range(chunks):  # again from Python, where the exception comes out
             body(*args, chunk, chunks)
+
+
+def chunk_count(n):
+    """How many chunks to deal n units of work (channels, rows) out in: a few per thread, for
+    balance, each allocating its scratch arrays once."""
+    return min(n, 4 * get_num_threads())
+
+
+@njit(inline="always")
+def chunk_range(n, chunk, chunks):
+    """(lo, hi): chunk's part of range(n), the chunks in order and as even as integers allow."""
+    return chunk * n // chunks, (chunk + 1) * n // chunks

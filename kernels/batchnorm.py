@@ -13,10 +13,11 @@ accumulate in float64; the reductions are compiled with fastmath's reassociation
 LLVM vectorize them (NaN and inf still propagate).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._dispatch import kernel
 from ._layout import canonical, is_channel_major, restore
+from ._parallel import chunk_count, chunk_range, parallel_chunks
 from ..device import array_module
 
 __all__ = ["bn_stats", "bn_forward", "bn_train_forward", "bn_backward"]
@@ -48,15 +49,15 @@ def bn_stats(x):
 def _bn_stats_numba(x):
     cm, xc = _rows(x)
     mean, var = np.empty(x.shape[1]), np.empty(x.shape[1])
-    _bn_stats_loops(xc, cm, mean, var)
+    parallel_chunks(_bn_stats_chunk, chunk_count(x.shape[1]), xc, cm, mean, var)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc"})
-def _bn_stats_loops(x, cm, mean, var):
-    """x (C, N, L) if cm else (N, C, L), C-contiguous -> mean, var (C,) float64.
-    Loops: channels in parallel > _channel_stats."""
-    for c in prange(mean.size):
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _bn_stats_chunk(x, cm, mean, var, chunk, chunks):
+    """x (C, N, L) if cm else (N, C, L), C-contiguous -> mean, var (C,) float64, for this chunk's
+    channels. Loops: channels > _channel_stats."""
+    for c in range(*chunk_range(mean.size, chunk, chunks)):
         mean[c], var[c] = _channel_stats(x, cm, c)
 
 
@@ -104,7 +105,9 @@ def _bn_forward_numba(x, mean, invstd, weight, bias, relu=False, residual=None):
     """Numba: one pass, exactly the reference's arithmetic."""
     cm, xc = _rows(x)
     y = np.empty_like(xc)
-    _bn_forward_loops(xc, cm, *scale_shift(mean, invstd, weight, bias), relu, *_residual(residual, cm, xc), y)
+    rows = x.shape[0] * x.shape[1]
+    parallel_chunks(_bn_forward_chunk, chunk_count(rows), xc, cm, *scale_shift(mean, invstd, weight, bias), relu,
+                    *_residual(residual, cm, xc), y)
     return _unrows(y, cm, x.shape)
 
 
@@ -116,13 +119,13 @@ def _residual(residual, cm, xc):
     return True, canonical(residual, cm).reshape(xc.shape)
 
 
-@njit(cache=True, parallel=True)
-def _bn_forward_loops(x, cm, scale, shift, relu, add, res, y):
+@njit(cache=True, error_model="numpy")
+def _bn_forward_chunk(x, cm, scale, shift, relu, add, res, y, chunk, chunks):
     """x, res, y (C, N, L) if cm else (N, C, L), C-contiguous: y[n, c, l] = x[n, c, l] * scale[c] + shift[c],
-    plus res[n, c, l] if add, then max(y, 0) if relu (NaN kept, as np.maximum).
-    Loops: rows (c, n) in parallel > _affine_row."""
+    plus res[n, c, l] if add, then max(y, 0) if relu (NaN kept, as np.maximum), for this chunk's
+    rows (c, n). Loops: rows > _affine_row."""
     nc, nb = (x.shape[0], x.shape[1]) if cm else (x.shape[1], x.shape[0])
-    for r in prange(nc * nb):
+    for r in range(*chunk_range(nc * nb, chunk, chunks)):
         c, n = r // nb, r % nb
         src, dst, rr = (x[c, n], y[c, n], res[c, n]) if cm else (x[n, c], y[n, c], res[n, c])
         _affine_row(src, dst, scale[c], shift[c], relu, add, rr)
@@ -157,18 +160,19 @@ def _bn_train_forward_numba(x, weight, bias, eps, relu=False, residual=None):
     y = np.empty_like(xc)
     stats = np.empty((3, x.shape[1]), dtype=x.dtype)  # mean, var, invstd
     one = np.ones(x.shape[1], dtype=x.dtype)
-    _bn_train_forward_loops(xc, cm, one if weight is None else weight, 0 * one if bias is None else bias,
-                            x.dtype.type(eps), relu, *_residual(residual, cm, xc), y, stats)
+    parallel_chunks(_bn_train_forward_chunk, chunk_count(x.shape[1]), xc, cm, one if weight is None else weight,
+                    0 * one if bias is None else bias, x.dtype.type(eps), relu, *_residual(residual, cm, xc), y, stats)
     return (_unrows(y, cm, x.shape), *stats)
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc"})
-def _bn_train_forward_loops(x, cm, weight, bias, eps, relu, add, res, y, stats):
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _bn_train_forward_chunk(x, cm, weight, bias, eps, relu, add, res, y, stats, chunk, chunks):
     """x, res, y (C, N, L) if cm else (N, C, L), C-contiguous; stats (3, C) in x's dtype: mean, var,
-    invstd = 1 / sqrt(var + eps), then y as _bn_forward_loops with scale = weight * invstd,
-    shift = bias - mean * scale. Loops: channels in parallel > _channel_stats, then n > _affine_row."""
+    invstd = 1 / sqrt(var + eps), then y as _bn_forward_chunk with scale = weight * invstd,
+    shift = bias - mean * scale, for this chunk's channels. Loops: channels > _channel_stats, then
+    n > _affine_row."""
     one = x.dtype.type(1)
-    for c in prange(weight.size):
+    for c in range(*chunk_range(weight.size, chunk, chunks)):
         mu, var = _channel_stats(x, cm, c)
         mean, v = x.dtype.type(mu), x.dtype.type(var)
         invstd = one / np.sqrt(v + eps)
@@ -207,22 +211,24 @@ def _bn_backward_numba(gy, x, mean, invstd, weight, training, bias=None, relu=Fa
     xc = canonical(x, cm).reshape(g.shape)  # x in gy's layout
     gx = np.empty_like(g)
     sums = np.empty((2, gy.shape[1]))
-    _bn_backward_loops(g, xc, cm, mean, invstd, *scale_shift(mean, invstd, weight, bias), training, relu, gx, sums)
+    parallel_chunks(_bn_backward_chunk, chunk_count(gy.shape[1]), g, xc, cm, mean, invstd,
+                    *scale_shift(mean, invstd, weight, bias), training, relu, gx, sums)
     gbias, dot = sums
     return _unrows(gx, cm, gy.shape), (dot * invstd).astype(gy.dtype), gbias.astype(gy.dtype)
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc"})
-def _bn_backward_loops(gy, x, cm, mean, invstd, scale, shift, training, relu, gx, sums):
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _bn_backward_chunk(gy, x, cm, mean, invstd, scale, shift, training, relu, gx, sums, chunk, chunks):
     """gy, x, gx (C, N, L) if cm else (N, C, L), C-contiguous; per channel (m = N*L values), with
     g = gy, or gy where x * scale + shift > 0 else 0 if relu (the forward's float32 arithmetic):
     sums = (sum(g), sum(g * (x - mean))) in float64, then in x's dtype, as the reference,
     gx = scale * (g - sum(g)/m - (x - mean) * invstd^2 * sum(g * (x - mean))/m) in training,
-    gx = scale * g in eval. Loops: channels in parallel > pass > n > l (contiguous, vectorized).
+    gx = scale * g in eval, for this chunk's channels. Loops: channels > pass > n > l (contiguous,
+    vectorized).
     The relu test is hoisted out of the summing loop by hand: LLVM keeps that loop scalar otherwise."""
     nc, nb = (x.shape[0], x.shape[1]) if cm else (x.shape[1], x.shape[0])
     m = nb * x.shape[2]
-    for c in prange(nc):
+    for c in range(*chunk_range(nc, chunk, chunks)):
         mu, a, b = mean[c], scale[c], shift[c]
         zero = gy.dtype.type(0)
         sg = sgx = 0.0

@@ -16,11 +16,12 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
 from ._dispatch import kernel
 from ._geometry import conv_out_size, crop, out_hw, pad, tap_slices, valid_range
 from ._layout import canonical, is_channel_major
+from ._parallel import chunk_count, chunk_range, parallel_chunks
 from ..device import array_module
 
 __all__ = ["im2col", "col2im", "conv_out_size"]
@@ -66,10 +67,12 @@ def _im2col_numba(x, ksize, stride, padding, dilation, out=None, images=None):
     ohw = out_hw((h, w), ksize, stride, padding, dilation)
     col = _col_array(x, n1 - n0, ksize, ohw, out)
     if ohw[1] < GATHER_BELOW:
-        _im2col_gather(canonical(x, cm).reshape(-1), cm, n0, c, (h, w), col.reshape(c, ksize[0] * ksize[1], -1),
-                       _tap_offsets(cm, n1 - n0, c, (h, w), *map(tuple, (ksize, ohw, stride, padding, dilation))))
+        taps = _tap_offsets(cm, n1 - n0, c, (h, w), *map(tuple, (ksize, ohw, stride, padding, dilation)))
+        parallel_chunks(_im2col_gather, chunk_count(c * len(taps)), canonical(x, cm).reshape(-1), cm, n0, c, h * w,
+                        col.reshape(c, ksize[0] * ksize[1], -1), taps)
     else:
-        _im2col_loops(canonical(x, cm), cm, n0, col, *stride, *padding, *dilation)
+        parallel_chunks(_im2col_rows, chunk_count(c * ksize[0] * ksize[1]), canonical(x, cm), cm, n0, col, *stride,
+                        *padding, *dilation)
     return col.reshape(c * ksize[0] * ksize[1], -1)
 
 
@@ -100,14 +103,14 @@ def _read_only(a):
     return a
 
 
-@njit(cache=True, parallel=True)
-def _im2col_gather(x, cm, n0, c_in, hw, col, taps):
+@njit(cache=True, error_model="numpy")
+def _im2col_gather(x, cm, n0, c_in, plane, col, taps, chunk, chunks):
     """x flat (canonical memory), col (C, kh*kw, n*Ho*Wo): col[c, t, k] = x[base + taps[t, k]], 0 where
-    taps is -1; base: channel c of image n0. For small maps, whose rows are too short for the row
-    loops of _im2col_loops: one loop over a whole (c, tap) row of col. Loops: rows in parallel."""
+    taps is -1; base: channel c of image n0, in planes of H*W = ``plane`` elements. For small maps,
+    whose rows are too short for the row loops of _im2col_rows: one loop over a whole (c, tap) row
+    of col. Loops: this chunk's rows."""
     nt, count = taps.shape
-    plane = hw[0] * hw[1]
-    for r in prange(c_in * nt):
+    for r in range(*chunk_range(c_in * nt, chunk, chunks)):
         c, t = r // nt, r % nt
         base = (c * x.size // c_in + n0 * plane) if cm else (n0 * c_in + c) * plane
         dst, tap = col[c, t], taps[t]
@@ -116,15 +119,15 @@ def _im2col_gather(x, cm, n0, c_in, hw, col, taps):
             dst[k] = x[base + o] if o >= 0 else 0
 
 
-@njit(cache=True, parallel=True)
-def _im2col_loops(x, cm, n0, col, sh, sw, ph, pw, dh, dw):
+@njit(cache=True, error_model="numpy")
+def _im2col_rows(x, cm, n0, col, sh, sw, ph, pw, dh, dw, chunk, chunks):
     """x (C, N, H, W) if cm else (N, C, H, W), C-contiguous -> col (C, kh, kw, n, Ho, Wo), C-contiguous,
     of images n0..n0+n.
-    Loops: rows (c, i, j) of col in parallel, each filled by _im2col_row, which Numba inlines
+    Loops: this chunk's rows (c, i, j) of col, each filled by _im2col_row, which Numba inlines
     (inline="always"): an ordinary njit callee, once loaded from the disk cache, is called rather
     than inlined, and the called version measured slower (see benchmarks/RESULTS.md)."""
     nc, kh, kw = col.shape[:3]
-    for r in prange(nc * kh * kw):
+    for r in range(*chunk_range(nc * kh * kw, chunk, chunks)):
         _im2col_row(x, cm, n0, col, r // (kh * kw), r // kw % kh, r % kw, sh, sw, ph, pw, dh, dw)
 
 
@@ -179,10 +182,11 @@ def _col2im_numba(col, x_shape, ksize, stride, padding, dilation):
     ohw = out_hw((h, w), ksize, stride, padding, dilation)
     gx = np.empty((c, n, h, w), dtype=col.dtype)
     if w < COL2IM_GATHER_BELOW:
-        _col2im_gather(np.ascontiguousarray(col).reshape(c, ksize[0] * ksize[1], -1), gx.reshape(c, -1),
-                       _readers(n, c, (h, w), *map(tuple, (ksize, ohw, stride, padding, dilation))))
+        parallel_chunks(_col2im_gather, chunk_count(c), np.ascontiguousarray(col).reshape(c, ksize[0] * ksize[1], -1),
+                        gx.reshape(c, -1), _readers(n, c, (h, w), *map(tuple, (ksize, ohw, stride, padding, dilation))))
     else:
-        _col2im_loops(np.ascontiguousarray(col).reshape(c, *ksize, n, *ohw), gx, *stride, *padding, *dilation)
+        parallel_chunks(_col2im_planes, chunk_count(c * n), np.ascontiguousarray(col).reshape(c, *ksize, n, *ohw), gx,
+                        *stride, *padding, *dilation)
     return gx.transpose(1, 0, 2, 3)
 
 
@@ -197,13 +201,13 @@ def _readers(n, c, hw, ksize, ohw, stride, padding, dilation):
     return _read_only(inv)
 
 
-@njit(cache=True, parallel=True)
-def _col2im_gather(col, gx, readers):
+@njit(cache=True, error_model="numpy")
+def _col2im_gather(col, gx, readers, chunk, chunks):
     """col (C, kh*kw, n*Ho*Wo), gx (C, n*H*W): gx[c, k] = the sum over taps t, in order, of
     col[c, t, readers[t, k]] (those >= 0): the reference's additions in its order, so exactly equal.
-    For small maps, as _im2col_gather. Loops: channels in parallel > input elements > taps."""
+    For small maps, as _im2col_gather. Loops: this chunk's channels > input elements > taps."""
     nt, size = readers.shape
-    for c in prange(col.shape[0]):
+    for c in range(*chunk_range(col.shape[0], chunk, chunks)):
         src, dst = col[c], gx[c]
         for k in range(uint64(size)):
             acc = dst.dtype.type(0)
@@ -214,15 +218,15 @@ def _col2im_gather(col, gx, readers):
             dst[k] = acc
 
 
-@njit(cache=True, parallel=True)
-def _col2im_loops(col, gx, sh, sw, ph, pw, dh, dw):
+@njit(cache=True, error_model="numpy")
+def _col2im_planes(col, gx, sh, sw, ph, pw, dh, dw, chunk, chunks):
     """col (C, kh, kw, N, Ho, Wo) -> gx (C, N, H, W), both C-contiguous: gx[c, n] = 0, then each tap
     (i, j) in turn adds its (Ho, Wo) block at rows y*sh + i*dh - ph, columns x*sw + j*dw - pw (those
     in the padding dropped). The reference's order of additions, so the results are exactly equal.
-    Loops: planes (c, n) in parallel > i > j > y > x; the plane stays in cache across the taps."""
+    Loops: this chunk's planes (c, n) > i > j > y > x; the plane stays in cache across the taps."""
     nc, kh, kw, nb, ho, wo = col.shape
     h, w = gx.shape[2], gx.shape[3]
-    for p in prange(nc * nb):
+    for p in range(*chunk_range(nc * nb, chunk, chunks)):
         c, n = p // nb, p % nb
         dst = gx[c, n]
         dst[:] = 0

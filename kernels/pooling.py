@@ -10,9 +10,10 @@ the same as padding with -inf (max) or 0 (average). Indices are unsigned so that
 negative-index wraparound test (see im2col).
 """
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
 from ._dispatch import kernel
+from ._parallel import chunk_count, chunk_range, parallel_chunks
 from ._geometry import crop, pad2, pool_padding, tap_ranges, tap_slices, valid_range
 from ._layout import from_planes, is_channel_major, to_planes
 from ..device import array_module
@@ -45,7 +46,8 @@ def _maxpool_forward_numba(x, ksize, stride, padding, dilation, ohw):
     planes = to_planes(x, cm)
     y = np.empty((len(planes), *ohw), dtype=x.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
-    _maxpool_forward_loops(planes, y, arg, *ksize, *stride, *padding, *dilation)
+    parallel_chunks(_maxpool_forward_planes, chunk_count(len(planes)), planes, y, arg, *ksize, *stride, *padding,
+                    *dilation)
     return from_planes(y, n, c, cm), from_planes(arg, n, c, cm)
 
 
@@ -55,19 +57,19 @@ def _maxpool_forward_numba(x, ksize, stride, padding, dilation, ohw):
 _ROWS_MIN_WIDTH = 36
 
 
-@njit(cache=True, parallel=True)
-def _maxpool_forward_loops(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
+@njit(cache=True, error_model="numpy")
+def _maxpool_forward_planes(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, chunk, chunks):
     """x (P, H, W) -> y, arg (P, Ho, Wo): y[p, oy, ox] = max of x[p, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
     over the taps inside x, arg its tap i*kw + j; ties keep the first; a NaN wins, the window's last
     one, as in the reference (`v > best or v != v`).
-    Loops: planes in parallel, each by _maxpool_rows (vectorized) when its output rows are at least
+    Loops: this chunk's planes, each by _maxpool_rows (vectorized) when its output rows are at least
     _ROWS_MIN_WIDTH wide and it holds no NaN; a NaN-free plane of narrower rows under a 3x3 window
     (ResNet's stem on small images) by _maxpool_3x3; else by _maxpool_windows (a window at a time, the
     NaN rule included: the NaN test keeps LLVM from vectorizing, so it is kept out of the common case)."""
     h, w = x.shape[1], x.shape[2]
     ho, wo = y.shape[1], y.shape[2]
     rows, cols = tap_ranges(ho, sh, ph, dh, h, kh), tap_ranges(wo, sw, pw, dw, w, kw)
-    for p in prange(x.shape[0]):
+    for p in range(*chunk_range(x.shape[0], chunk, chunks)):
         src = x[p]
         finite = wo >= _ROWS_MIN_WIDTH or (kh == 3 and kw == 3)  # only the fast paths need the scan
         for iy in range(h if finite else 0):
@@ -124,7 +126,7 @@ def _maxpool_3x3(src, out, idx, sh, sw, ph, pw, dh, dw):
     a compare and select, skipped where the tap falls outside the plane (an out-of-range row or column
     stands at index 0 and is never read). _maxpool_windows's loops of a variable 2 or 3 taps are
     mostly overhead and mispredicted branches, on small and large planes alike. Called per plane, not
-    inlined into the parallel loop: the same speed, and _maxpool_forward_loops compiles into an empty
+    inlined into the loop over planes: the same speed, and _maxpool_forward_planes compiles into an empty
     cache much faster (see benchmarks/RESULTS.md)."""
     h, w = src.shape
     neg_inf = src.dtype.type(-np.inf)
@@ -206,20 +208,21 @@ def _maxpool_backward_numba(gy, argmax, x_shape, ksize, stride, padding, dilatio
     n, c, h, w = x_shape
     cm = is_channel_major(gy)
     gx = np.empty((n * c, h, w), dtype=gy.dtype)
-    _maxpool_backward_loops(to_planes(gy, cm), to_planes(argmax, cm), gx, *ksize, *stride, *padding, *dilation)
+    parallel_chunks(_maxpool_backward_planes, chunk_count(n * c), to_planes(gy, cm), to_planes(argmax, cm), gx,
+                    *ksize, *stride, *padding, *dilation)
     return from_planes(gx, n, c, cm)
 
 
-@njit(cache=True, parallel=True)
-def _maxpool_backward_loops(gy, arg, gx, kh, kw, sh, sw, ph, pw, dh, dw):
+@njit(cache=True, error_model="numpy")
+def _maxpool_backward_planes(gy, arg, gx, kh, kw, sh, sw, ph, pw, dh, dw, chunk, chunks):
     """gy, arg (P, Ho, Wo) -> gx (P, H, W): gx = 0, then each gy[p, oy, ox] is added at its window's
     tap arg = i*kw + j, unless that tap lies in the padding (a window of only -inf keeps tap 0).
-    Loops: planes in parallel > oy > ox; the tap offsets are looked up, not divided out."""
+    Loops: this chunk's planes > oy > ox; the tap offsets are looked up, not divided out."""
     h, w = gx.shape[1], gx.shape[2]
     ho, wo = gy.shape[1], gy.shape[2]
     taps = np.arange(kh * kw)
     di, dj = taps // kw * dh, taps % kw * dw
-    for p in prange(gy.shape[0]):
+    for p in range(*chunk_range(gy.shape[0], chunk, chunks)):
         src, idx, dst = gy[p], arg[p], gx[p]
         dst[:] = 0
         for oy in range(ho):
@@ -263,19 +266,20 @@ def _avgpool_forward_numba(x, ksize, stride, padding, ohw, divisor):
     cm = is_channel_major(x)
     planes = to_planes(x, cm)
     y = np.empty((len(planes), *ohw), dtype=x.dtype)
-    _avgpool_forward_loops(planes, np.ascontiguousarray(divisor), y, *ksize, *stride, *padding)
+    parallel_chunks(_avgpool_forward_planes, chunk_count(len(planes)), planes, np.ascontiguousarray(divisor), y,
+                    *ksize, *stride, *padding)
     return from_planes(y, n, c, cm)
 
 
-@njit(cache=True, parallel=True)
-def _avgpool_forward_loops(x, divisor, y, kh, kw, sh, sw, ph, pw):
+@njit(cache=True, error_model="numpy")
+def _avgpool_forward_planes(x, divisor, y, kh, kw, sh, sw, ph, pw, chunk, chunks):
     """x (P, H, W), divisor (Ho, Wo) -> y (P, Ho, Wo): y[p, oy, ox] = (sum of x[p, oy*sh - ph + i, ox*sw - pw + j]
     over the taps inside x, in tap order) / divisor[oy, ox]: the reference's arithmetic, exactly.
-    Loops: planes in parallel > oy > ox > i > j."""
+    Loops: this chunk's planes > oy > ox > i > j."""
     h, w = x.shape[1], x.shape[2]
     ho, wo = y.shape[1], y.shape[2]
     rows, cols = tap_ranges(ho, sh, ph, 1, h, kh), tap_ranges(wo, sw, pw, 1, w, kw)
-    for p in prange(x.shape[0]):
+    for p in range(*chunk_range(x.shape[0], chunk, chunks)):
         src, out = x[p], y[p]
         for oy in range(ho):
             for ox in range(wo):
@@ -306,20 +310,21 @@ def _avgpool_backward_numba(gy, x_shape, ksize, stride, padding, divisor):
     n, c, h, w = x_shape
     cm = is_channel_major(gy)
     gx = np.empty((n * c, h, w), dtype=gy.dtype)
-    _avgpool_backward_loops(to_planes(gy, cm), np.ascontiguousarray(divisor), gx, *ksize, *stride, *padding)
+    parallel_chunks(_avgpool_backward_planes, chunk_count(n * c), to_planes(gy, cm), np.ascontiguousarray(divisor), gx,
+                    *ksize, *stride, *padding)
     return from_planes(gx, n, c, cm)
 
 
-@njit(cache=True, parallel=True)
-def _avgpool_backward_loops(gy, divisor, gx, kh, kw, sh, sw, ph, pw):
+@njit(cache=True, error_model="numpy")
+def _avgpool_backward_planes(gy, divisor, gx, kh, kw, sh, sw, ph, pw, chunk, chunks):
     """gy (P, Ho, Wo), divisor (Ho, Wo) -> gx (P, H, W): gx = 0, then for each tap (i, j) in turn every
     gy[p, oy, ox] / divisor[oy, ox] is added at (oy*sh - ph + i, ox*sw - pw + j) if inside: the
     reference's order of additions, so the results are exactly equal.
-    Loops: planes in parallel > i > j > oy > ox; the plane stays in cache across the taps. The
+    Loops: this chunk's planes > i > j > oy > ox; the plane stays in cache across the taps. The
     plane's gy / divisor is computed once, into a buffer allocated per plane (not per element)."""
     h, w = gx.shape[1], gx.shape[2]
     ho, wo = gy.shape[1], gy.shape[2]
-    for p in prange(gy.shape[0]):
+    for p in range(*chunk_range(gy.shape[0], chunk, chunks)):
         src, dst = gy[p] / divisor, gx[p]
         dst[:] = 0
         for i in range(kh):

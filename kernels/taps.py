@@ -13,9 +13,10 @@ is read or written (ResNet-18's layer4 on 32x32 images: 8.3 million weights, 33 
 cropped in every forward and padded back in every backward).
 """
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
 from ._dispatch import kernel
+from ._parallel import chunk_count, chunk_range, parallel_chunks
 from ..device import array_module
 
 __all__ = ["taps_crop", "taps_pad"]
@@ -46,27 +47,27 @@ def taps_pad(g, shape, origin):
 @taps_crop.register("numba")
 def _taps_crop_numba(w, rows, cols):
     out = np.empty(w.shape[:2] + (rows[1] - rows[0], cols[1] - cols[0]), w.dtype)
-    _crop_loops(np.ascontiguousarray(w), rows[0], cols[0], out)
+    parallel_chunks(_crop_filters, chunk_count(w.shape[0]), np.ascontiguousarray(w), rows[0], cols[0], out)
     return out
 
 
 @taps_pad.register("numba")
 def _taps_pad_numba(g, shape, origin):
     out = np.empty(shape, g.dtype)
-    _pad_loops(np.ascontiguousarray(g), *origin, out)
+    parallel_chunks(_pad_filters, chunk_count(g.shape[0]), np.ascontiguousarray(g), *origin, out)
     return out
 
 
-@njit(cache=True, parallel=True)
-def _crop_loops(w, t0, u0, out):
+@njit(cache=True, error_model="numpy")
+def _crop_filters(w, t0, u0, out, chunk, chunks):
     """w (K, C, kh, kw) -> out (K, C, th, tw), both C-contiguous: out[k, c, i, j] = w[k, c, t0 + i, u0 + j].
     Per filter, one loop over c per live tap (strided, with unsigned offsets: see im2col), not over
     the few live taps innermost, a loop too short to pay (see benchmarks/RESULTS.md). Loops: filters
-    k in parallel > taps > c."""
+    k > taps > c."""
     k_out, c_in, th, tw = out.shape
     kh, kw = w.shape[2], w.shape[3]
     taps, live = uint64(kh * kw), uint64(th * tw)
-    for k in prange(k_out):
+    for k in range(*chunk_range(k_out, chunk, chunks)):
         dst, src = out[k].reshape(-1), w[k].reshape(-1)
         for i in range(th):
             for j in range(tw):
@@ -75,17 +76,17 @@ def _crop_loops(w, t0, u0, out):
                     dst[o + c * live] = src[s + c * taps]
 
 
-@njit(cache=True, parallel=True)
-def _pad_loops(g, t0, u0, out):
+@njit(cache=True, error_model="numpy")
+def _pad_filters(g, t0, u0, out, chunk, chunks):
     """g (K, C, th, tw) -> out (K, C, kh, kw), both C-contiguous: out[k, c, t0 + i, u0 + j] = g[k, c, i, j],
     0 elsewhere. Per filter: zeros over its whole slab (one vectorized run), then the live taps while
-    the slab is in cache, so memory sees each element written once. Loops: filters k in parallel >
-    zeros; taps > c (as _crop_loops)."""
+    the slab is in cache, so memory sees each element written once. Loops: this chunk's filters k >
+    zeros; taps > c (as _crop_filters)."""
     k_out, c_in, kh, kw = out.shape
     th, tw = g.shape[2], g.shape[3]
     taps, live = uint64(kh * kw), uint64(th * tw)
     zero = out.dtype.type(0)
-    for k in prange(k_out):
+    for k in range(*chunk_range(k_out, chunk, chunks)):
         dst, src = out[k].reshape(-1), g[k].reshape(-1)
         for e in range(dst.size):
             dst[e] = zero

@@ -19,9 +19,10 @@ P*Q blocks' rows are written (or summed back), each a strided gather over c with
 import functools
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
 from ._dispatch import kernel
+from ._parallel import chunk_count, chunk_range, parallel_chunks
 from ._geometry import out_hw
 from ..device import array_module
 
@@ -77,24 +78,24 @@ def toeplitz_weight_grad(gwb, taps, shape):
 def _toeplitz_weight_numba(w, taps):
     co, c = w.shape[:2]
     out = np.empty((taps.shape[0] * co, taps.shape[1] * c), w.dtype)
-    _weight_loops(np.ascontiguousarray(w).reshape(co, -1), taps, c, out)
+    parallel_chunks(_weight_filters, chunk_count(w.shape[0]), np.ascontiguousarray(w).reshape(co, -1), taps, c, out)
     return out
 
 
 @toeplitz_weight_grad.register("numba")
 def _toeplitz_weight_grad_numba(gwb, taps, shape):
     gw = np.empty(shape, gwb.dtype)
-    _grad_loops(np.ascontiguousarray(gwb), taps, gw.reshape(shape[0], -1))
+    parallel_chunks(_grad_filters, chunk_count(shape[0]), np.ascontiguousarray(gwb), taps, gw.reshape(shape[0], -1))
     return gw
 
 
-@njit(cache=True, parallel=True)
-def _weight_loops(w, taps, c_in, out):
+@njit(cache=True, error_model="numpy")
+def _weight_filters(w, taps, c_in, out, chunk, chunks):
     """w (Cout, C*T) (filters flattened, T taps), taps (P, Q) -> out (P*Cout, Q*C): row p*Cout + o,
-    columns q*C + c hold w[o, c*T + taps[p, q]], or 0. Loops: filters o in parallel > p > q > c."""
+    columns q*C + c hold w[o, c*T + taps[p, q]], or 0. Loops: this chunk's filters o > p > q > c."""
     co, p_out, q_in = w.shape[0], taps.shape[0], taps.shape[1]
     nt, nc = uint64(w.shape[1] // c_in), uint64(c_in)
-    for o in prange(co):
+    for o in range(*chunk_range(co, chunk, chunks)):
         src = w[o]
         for p in range(p_out):
             row = out[p * co + o]
@@ -108,14 +109,14 @@ def _weight_loops(w, taps, c_in, out):
                         row[dst + c] = src[c * nt + uint64(t)]
 
 
-@njit(cache=True, parallel=True)
-def _grad_loops(gwb, taps, gw):
+@njit(cache=True, error_model="numpy")
+def _grad_filters(gwb, taps, gw, chunk, chunks):
     """gwb (P*Cout, Q*C), taps (P, Q) -> gw (Cout, C*T): gw[o, c*T + t] = the sum, in (p, q) order, of
-    gwb[p*Cout + o, q*C + c] over taps[p, q] = t. Loops: filters o in parallel > zeros; p > q > c."""
+    gwb[p*Cout + o, q*C + c] over taps[p, q] = t. Loops: this chunk's filters o > zeros; p > q > c."""
     co, p_out, q_in = gw.shape[0], taps.shape[0], taps.shape[1]
     nc = uint64(gwb.shape[1] // q_in)
     nt = uint64(gw.shape[1]) // nc
-    for o in prange(co):
+    for o in range(*chunk_range(co, chunk, chunks)):
         dst = gw[o]
         for e in range(dst.size):
             dst[e] = 0

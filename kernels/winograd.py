@@ -20,13 +20,13 @@ transforms' constants (1/6, 1/24, ...) make float32 results differ from a direct
 about 1e-6 of their magnitude (1e-15 in float64), against about 1e-7 for im2col + GEMM.
 """
 import numpy as np
-from numba import get_num_threads, int64, njit, uint64
+from numba import int64, njit, uint64
 
 from ._dispatch import kernel
 from .gemm import batched_matmul
 from ._geometry import pad, valid_range
 from ._layout import canonical, is_channel_major
-from ._parallel import parallel_chunks
+from ._parallel import chunk_count, chunk_range, parallel_chunks
 from ._scratch import scratch
 from ..device import array_module
 
@@ -131,12 +131,6 @@ def winograd_grad_weights(du, out):
     return out
 
 
-def _chunks(channels):
-    """How many runs of consecutive channels a kernel's parallel loop deals out: a few per thread (for
-    balance), each with its scratch arrays allocated once."""
-    return min(channels, 4 * get_num_threads())
-
-
 # Numba versions. The input and output transforms work on whole channels over the batch, runs of
 # them in parallel, and vectorize across the channel's tiles: each arithmetic loop computes one row
 # of a transform over six (or four) unit-stride runs and stores one run (with more stores per loop,
@@ -226,7 +220,7 @@ def _a_rows(dst, e, de, dc, src, sc, r, n):
 @winograd_weights.register("numba")
 def _winograd_weights_numba(w, out):
     _check("winograd_weights", out, (6, 6, *w.shape[:2]), w.dtype)
-    parallel_chunks(_weights_chunk, _chunks(w.shape[0]), np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
+    parallel_chunks(_weights_chunk, chunk_count(w.shape[0]), np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
                     G.astype(w.dtype), out)
     return out
 
@@ -241,7 +235,7 @@ def _weights_chunk(w, g, u, chunk, chunks):
     k_out, c_in = w.shape[0], w.shape[3]
     rows, taps = g.shape
     gw = np.empty((rows, taps, c_in), w.dtype)
-    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
+    for k in range(*chunk_range(k_out, chunk, chunks)):
         for a in range(rows):
             g0, g1, g2 = g[a, 0], g[a, 1], g[a, 2]
             for j in range(taps):
@@ -257,7 +251,7 @@ def _weights_chunk(w, g, u, chunk, chunks):
 @winograd_grad_weights.register("numba")
 def _winograd_grad_weights_numba(du, out):
     _check("winograd_grad_weights", out, (*du.shape[2:], 3, 3), du.dtype)
-    parallel_chunks(_grad_weights_chunk, _chunks(du.shape[2]), np.ascontiguousarray(du),
+    parallel_chunks(_grad_weights_chunk, chunk_count(du.shape[2]), np.ascontiguousarray(du),
                     np.ascontiguousarray(G.T, dtype=du.dtype), out.reshape(out.shape[0], -1))
     return out
 
@@ -271,7 +265,7 @@ def _grad_weights_chunk(du, gt, out, chunk, chunks):
     (see benchmarks/RESULTS.md)."""
     k_out, c_in = du.shape[2], du.shape[3]
     t, s = np.empty((18, c_in), du.dtype), np.empty((9, c_in), du.dtype)
-    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
+    for k in range(*chunk_range(k_out, chunk, chunks)):
         for e in range(18):
             c_, b = gt[e // 6], e % 6
             for c in range(uint64(c_in)):
@@ -292,7 +286,7 @@ def _winograd_input_numba(x, padding, out):
     ohw = _out_hw(x.shape[2:], padding)
     _check("winograd_input", out, (6, 6, c, n * winograd_slots(ohw)), x.dtype)
     cm = is_channel_major(x)
-    parallel_chunks(_input_chunk, _chunks(c), canonical(x, cm), cm, out.reshape(36, c, -1), winograd_tiles(ohw)[0],
+    parallel_chunks(_input_chunk, chunk_count(c), canonical(x, cm), cm, out.reshape(36, c, -1), winograd_tiles(ohw)[0],
                     *padding)
     return out
 
@@ -303,8 +297,8 @@ def _input_chunk(x, cm, v, th, ph, pw, chunk, chunks):
     channels. Per channel: its zero-padded planes are split by row and column phase (mod 4) into
     rows q[4*ri + rj], element (4*Y + ri, 4*X + rj) of image n at q[4*ri + rj, (Y*(tw + 1) + X)*N + n]
     (one block of 4 more per row and column than there are tiles: a tile's last two rows and columns
-    are the next block's first two), so that element (i, j) of row ty's tiles is one unit-stride run: tile (ty, tx, n) reads
-    q[4*(i % 4) + j % 4, ((ty + i // 4)*(tw + 1) + tx + j // 4)*N + n]. Then B^T down the tiles'
+    are the next block's first two), so that element (i, j) of row ty's tiles is one unit-stride
+    run: tile (ty, tx, n) reads q[4*(i % 4) + j % 4, ((ty + i // 4)*(tw + 1) + tx + j // 4)*N + n]. Then B^T down the tiles'
     columns into s[6*a + j], a row of tiles at a time, and B along their rows into v[6*a + b], the
     whole channel at once. Every channel writes the same elements of q, so its zeros (the padding)
     are made once."""
@@ -318,7 +312,7 @@ def _input_chunk(x, cm, v, th, ph, pw, chunk, chunks):
     for rj in range(4):
         b0, b1 = valid_range(rj - pw, 4, w, run // nb + 1)
         first[rj], count[rj] = b0, b1 - b0
-    for c in range(chunk * c_in // chunks, (chunk + 1) * c_in // chunks):
+    for c in range(*chunk_range(c_in, chunk, chunks)):
         for n in range(nb):
             src = x[c, n] if cm else x[n, c]
             for yy in range(ph, ph + h):  # the padded rows that hold the image's
@@ -343,7 +337,7 @@ def _input_chunk(x, cm, v, th, ph, pw, chunk, chunks):
 def _winograd_output_numba(m, out):
     k, n, ho, wo = out.shape
     _check("winograd_output", m, (6, 6, k, n * winograd_slots((ho, wo))), out.dtype)
-    parallel_chunks(_output_chunk, _chunks(k), m.reshape(36, k, -1), out, winograd_tiles((ho, wo))[0])
+    parallel_chunks(_output_chunk, chunk_count(k), m.reshape(36, k, -1), out, winograd_tiles((ho, wo))[0])
     return out
 
 
@@ -357,7 +351,7 @@ def _output_chunk(m, y, th, chunk, chunks):
     run = slots // th  # tw*N: a row of tiles
     ns, step = uint64(slots), uint64(nb)
     r, t = np.empty((24, 1, slots), m.dtype), np.empty((16, 1, slots), m.dtype)
-    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
+    for k in range(*chunk_range(k_out, chunk, chunks)):
         for b in range(6):  # r[6*i + b] = (A^T m)[i] down column b of the tiles
             _at_rows(r, b, int64(6), int64(0), m, k, (b, 6 + b, 12 + b, 18 + b, 24 + b, 30 + b), ns)
         for i in range(4):  # t[4*i + j] = (A^T r_i)[j], r_i: the six rows r[6*i:6*i + 6]
@@ -377,7 +371,7 @@ def _winograd_grad_output_numba(gy, out):
     n, k, ho, wo = gy.shape
     _check("winograd_grad_output", out, (6, 6, k, n * winograd_slots((ho, wo))), gy.dtype)
     cm = is_channel_major(gy)
-    parallel_chunks(_grad_output_chunk, _chunks(k), canonical(gy, cm), cm, out.reshape(36, k, -1),
+    parallel_chunks(_grad_output_chunk, chunk_count(k), canonical(gy, cm), cm, out.reshape(36, k, -1),
                     winograd_tiles((ho, wo))[0])
     return out
 
@@ -393,7 +387,7 @@ def _grad_output_chunk(g, cm, out, th, chunk, chunks):
     run = slots // th  # tw*N: a row of tiles
     ns, step = uint64(slots), uint64(nb)
     q, r = np.zeros((16, 1, slots), g.dtype), np.empty((24, 1, slots), g.dtype)
-    for k in range(chunk * k_out // chunks, (chunk + 1) * k_out // chunks):
+    for k in range(*chunk_range(k_out, chunk, chunks)):
         for n in range(nb):
             src = g[k, n] if cm else g[n, k]
             for yy in range(ho):

@@ -23,8 +23,8 @@ def test_the_forward_it_runs_fills_numba_s_cache(tmp_path):
                           "--small-input"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     cached = [name for _, _, files in os.walk(tmp_path) for name in files if name.endswith(".nbi")]
-    for kernel in ("_bn_forward_loops",  # eval-mode batch norm, which training never runs
-                   "_bn_backward_loops", "_relu_backward_loops", "_sgd_loops"):  # the stages' training steps
+    for kernel in ("_bn_forward_chunk",  # eval-mode batch norm, which training never runs
+                   "_bn_backward_chunk", "_relu_backward_loops", "_sgd_loops"):  # the stages' training steps
         assert any(kernel in name for name in cached), (kernel, cached)
 
 
