@@ -14,10 +14,12 @@ compiles the body's code into its own:
 - _chunks_loop, the one ``prange`` loop, compiled once: it calls trampoline(data, body, chunk,
   chunks) through the trampoline's address, for every chunk;
 - a trampoline per tuple of argument types, a few LLVM instructions (_trampoline): it loads the
-  arguments from ``data`` and calls the body through the body's address;
+  arguments from ``data`` and calls the body through the body's address, the arrays borrowed;
 - _launch, an ordinary function compiled per tuple of argument types: it stores the arguments in
   its frame (``data``) and runs _chunks_loop with its trampoline.
-The body compiles and caches on its own like any serial kernel.
+The body compiles and caches on its own like any serial kernel. The flat element-wise loops
+(elementwise.py, optim.py) keep a plain ``prange``: their bodies are a few operations, cheap to
+compile twice, and LLVM vectorizes that loop form as it is.
 """
 from llvmlite import ir
 from numba import get_num_threads, int64, njit, prange, typeof, types
@@ -57,6 +59,19 @@ def _stored(typingctx, args):
     return types.int64(args), codegen
 
 
+def _borrowed(context, builder, typ, value):
+    """An array argument without its owner (meminfo and parent null), as Numba's own parallel loops
+    hand arrays to their bodies: the views a body takes (a plane, a row) then do no reference
+    counting, which would be atomic operations on one count that every thread shares. The caller
+    holds the arrays for the call; the body returns nothing that could keep one."""
+    if not isinstance(typ, types.Array):
+        return value
+    array = context.make_array(typ)(context, builder, value=value)
+    array.meminfo = context.get_constant_null(types.MemInfoPointer(typ.dtype))
+    array.parent = context.get_constant_null(types.pyobject)
+    return array._getvalue()
+
+
 @intrinsic
 def _trampoline(typingctx, args):
     """The address of trampoline(data, body, chunk, chunks), a Numba-convention function defined
@@ -70,8 +85,8 @@ def _trampoline(typingctx, args):
         b = ir.IRBuilder(function.append_basic_block())
         data, body, chunk, chunks = context.call_conv.decode_arguments(b, own, function)
         stored = b.load(b.inttoptr(data, context.get_value_type(args).as_pointer()))
-        status = _call_at(context, b, body, list(args.types) + list(_CHUNK),
-                          cgutils.unpack_tuple(b, stored) + [chunk, chunks])
+        values = [_borrowed(context, b, t, v) for t, v in zip(args.types, cgutils.unpack_tuple(b, stored))]
+        status = _call_at(context, b, body, list(args.types) + list(_CHUNK), values + [chunk, chunks])
         with cgutils.if_unlikely(b, status.is_error):
             context.call_conv.return_status_propagate(b, status)
         context.call_conv.return_value(b, context.get_dummy_value())

@@ -13,7 +13,7 @@ is read or written (ResNet-18's layer4 on 32x32 images: 8.3 million weights, 33 
 cropped in every forward and padded back in every backward).
 """
 import numpy as np
-from numba import njit, uint64
+from numba import njit
 
 from ._dispatch import kernel
 from ._parallel import chunk_count, chunk_range, parallel_chunks
@@ -61,19 +61,17 @@ def _taps_pad_numba(g, shape, origin):
 @njit(cache=True, error_model="numpy")
 def _crop_filters(w, t0, u0, out, chunk, chunks):
     """w (K, C, kh, kw) -> out (K, C, th, tw), both C-contiguous: out[k, c, i, j] = w[k, c, t0 + i, u0 + j].
-    Per filter, one loop over c per live tap (strided, with unsigned offsets: see im2col), not over
-    the few live taps innermost, a loop too short to pay (see benchmarks/RESULTS.md). Loops: filters
-    k > taps > c."""
+    Per filter, one loop over c per live tap, not over the few live taps innermost, a loop too short
+    to pay (see benchmarks/RESULTS.md). The runs over c are strided views: with strides known only at
+    run time LLVM keeps the loop scalar (unrolled), where flat indices with the strides written out
+    let it vectorize the loop into gathers, slower here. Loops: this chunk's filters k > taps > c."""
     k_out, c_in, th, tw = out.shape
-    kh, kw = w.shape[2], w.shape[3]
-    taps, live = uint64(kh * kw), uint64(th * tw)
     for k in range(*chunk_range(k_out, chunk, chunks)):
-        dst, src = out[k].reshape(-1), w[k].reshape(-1)
         for i in range(th):
             for j in range(tw):
-                o, s = uint64(i * tw + j), uint64((t0 + i) * kw + u0 + j)
-                for c in range(uint64(c_in)):
-                    dst[o + c * live] = src[s + c * taps]
+                dst, src = out[k, :, i, j], w[k, :, t0 + i, u0 + j]
+                for c in range(c_in):
+                    dst[c] = src[c]
 
 
 @njit(cache=True, error_model="numpy")
@@ -81,17 +79,15 @@ def _pad_filters(g, t0, u0, out, chunk, chunks):
     """g (K, C, th, tw) -> out (K, C, kh, kw), both C-contiguous: out[k, c, t0 + i, u0 + j] = g[k, c, i, j],
     0 elsewhere. Per filter: zeros over its whole slab (one vectorized run), then the live taps while
     the slab is in cache, so memory sees each element written once. Loops: this chunk's filters k >
-    zeros; taps > c (as _crop_filters)."""
-    k_out, c_in, kh, kw = out.shape
-    th, tw = g.shape[2], g.shape[3]
-    taps, live = uint64(kh * kw), uint64(th * tw)
+    zeros; taps > c (strided views, as _crop_filters)."""
+    k_out, c_in, th, tw = g.shape
     zero = out.dtype.type(0)
     for k in range(*chunk_range(k_out, chunk, chunks)):
-        dst, src = out[k].reshape(-1), g[k].reshape(-1)
-        for e in range(dst.size):
-            dst[e] = zero
+        slab = out[k].reshape(-1)
+        for e in range(slab.size):
+            slab[e] = zero
         for i in range(th):
             for j in range(tw):
-                o, s = uint64((t0 + i) * kw + u0 + j), uint64(i * tw + j)
-                for c in range(uint64(c_in)):
-                    dst[o + c * taps] = src[s + c * live]
+                dst, src = out[k, :, t0 + i, u0 + j], g[k, :, i, j]
+                for c in range(c_in):
+                    dst[c] = src[c]
