@@ -105,6 +105,7 @@ def _chunks_loop(trampoline, data, body, chunks):
 
 @njit(cache=True)
 def _launch(body, chunks, args):
+    """_chunks_loop over ``args`` (a tuple) with their trampoline: the part compiled per argument types."""
     return _chunks_loop(_trampoline(args), _stored(args), body, chunks)
 
 
@@ -119,6 +120,9 @@ def parallel_chunks(body, chunks, *args):
         signature = tuple(typeof(a) for a in args) + _CHUNK
         body.compile(signature)
         compiled = body.overloads[signature]
+        if compiled.signature.return_type != types.none:
+            raise TypeError(f"parallel_chunks: {body.py_func.__name__} returns {compiled.signature.return_type}, "
+                            f"not None (the chunks' results would be lost)")
         address = _addresses[key] = compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
     if _launch(address, chunks, args):
         for chunk in range(chunks):  # again from Python, where the exception comes out

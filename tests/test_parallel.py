@@ -47,6 +47,18 @@ def test_each_argument_type_has_its_compiled_body():
     assert len(_count.signatures) == 2
 
 
+@njit
+def _returns_a_value(out, chunk, chunks):
+    out[chunk] = 1
+    return chunk
+
+
+def test_a_body_must_return_none():
+    # its value would be written where the call has no room for one
+    with pytest.raises(TypeError, match="parallel_chunks: _returns_a_value returns int64, not None"):
+        parallel_chunks(_returns_a_value, 2, np.zeros(2))
+
+
 def test_an_exception_in_a_chunk_comes_out():
     with pytest.raises(ValueError, match="chunk two"):
         parallel_chunks(_fail_in_chunk_two, 4, np.zeros(4))
