@@ -2,9 +2,9 @@
 
 With ``@njit(parallel=True)`` Numba makes a ``prange`` loop's body a function of its own: it types
 the body twice (in the kernel, then alone), compiles it, links it into the kernel and optimizes the
-whole again. For the large vectorized bodies of the Winograd transforms that is two to three times
-the compile of the same loops without ``prange``, and a first run on an empty cache pays it for
-every kernel. Here the body is a plain ``@njit`` function doing one chunk of the work,
+whole again. For large vectorized bodies such as the Winograd transforms' that is several times the
+compile of the same loops without ``prange`` (benchmarks/RESULTS.md), and a first run on an empty
+cache pays it for every kernel. Here the body is a plain ``@njit`` function doing one chunk of the work,
 
     body(*args, chunk, chunks)        e.g. channels chunk*C//chunks up to (chunk + 1)*C//chunks
 
@@ -21,6 +21,7 @@ The body compiles and caches on its own like any serial kernel. The flat element
 (elementwise.py, optim.py) keep a plain ``prange``: their bodies are a few operations, cheap to
 compile twice, and LLVM vectorizes that loop form as it is.
 """
+import numpy as np
 from llvmlite import ir
 from numba import get_num_threads, int64, njit, prange, typeof, types
 from numba._dispatcher import compute_fingerprint
@@ -44,7 +45,8 @@ def _call_at(context, builder, address, argtypes, values):
 
 @intrinsic
 def _call(typingctx, address, args):
-    """address(*args) for a Numba-compiled function returning None; True where it raised."""
+    """address(*args) for a Numba-compiled function returning None; True where it raised (the
+    exception itself is dropped: parallel_chunks raises it again from Python)."""
     def codegen(context, builder, signature, values):
         status = _call_at(context, builder, values[0], list(args.types), cgutils.unpack_tuple(builder, values[1]))
         return status.is_error
@@ -95,26 +97,26 @@ def _trampoline(typingctx, args):
 
 
 @njit(cache=True, parallel=True)
-def _chunks_loop(trampoline, data, body, chunks):
-    """The number of chunks whose call raised (a parallel loop cannot pass an exception on)."""
-    failed = 0
+def _chunks_loop(trampoline, data, body, failed):
+    """Every chunk; failed[chunk] = whether its call raised (a parallel loop cannot pass an exception on)."""
+    chunks = failed.size
     for chunk in prange(chunks):
-        failed += _call(trampoline, (data, body, int64(chunk), chunks))
-    return failed
+        failed[chunk] = _call(trampoline, (data, body, int64(chunk), chunks))
 
 
 @njit(cache=True)
-def _launch(body, chunks, args):
+def _launch(body, failed, args):
     """_chunks_loop over ``args`` (a tuple) with their trampoline: the part compiled per argument types."""
-    return _chunks_loop(_trampoline(args), _stored(args), body, chunks)
+    _chunks_loop(_trampoline(args), _stored(args), body, failed)
 
 
 def parallel_chunks(body, chunks, *args):
     """Run body(*args, chunk, chunks) for chunk in range(chunks) on Numba's threads. ``body`` is an
-    @njit function that returns None; it is compiled (or loaded from the cache) for these
-    arguments' types, as a call from Python would. Where a chunk raised, the chunks run again one
-    after the other from Python, and the first exception comes out."""
-    key = body, compute_fingerprint(args)  # the key Numba's dispatchers file argument types under
+    @njit function that returns None; ``args`` are arrays and scalars (Numba's parallel loops take no
+    tuple inside the tuple of arguments); it is compiled (or loaded from the cache) for these
+    arguments' types, as a call from Python would. A chunk that raised runs again from Python, where
+    its exception comes out."""
+    key = body, _types_key(args)
     address = _addresses.get(key)
     if address is None:
         signature = tuple(typeof(a) for a in args) + _CHUNK
@@ -124,18 +126,34 @@ def parallel_chunks(body, chunks, *args):
             raise TypeError(f"parallel_chunks: {body.py_func.__name__} returns {compiled.signature.return_type}, "
                             f"not None (the chunks' results would be lost)")
         address = _addresses[key] = compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
-    if _launch(address, chunks, args):
-        for chunk in range(chunks):  # again from Python, where the exception comes out
-            body(*args, chunk, chunks)
+    failed = np.zeros(chunks, np.bool_)
+    _launch(address, failed, args)
+    for chunk in np.flatnonzero(failed):  # again from Python, where the exception comes out
+        body(*args, int(chunk), chunks)
+    if failed.any():
+        raise RuntimeError(f"parallel_chunks: {body.py_func.__name__} raised in the parallel loop but not when "
+                           f"run again")
+
+
+def _types_key(args):
+    """What tells the arguments' Numba types apart: the fingerprint Numba's dispatchers file them
+    under, or, for values it has none for, the types themselves."""
+    try:
+        return compute_fingerprint(args)
+    except NotImplementedError:
+        return tuple(typeof(a) for a in args)
 
 
 def chunk_count(n):
-    """How many chunks to deal n units of work (channels, rows) out in: a few per thread, for
-    balance, each allocating its scratch arrays once."""
-    return min(n, 4 * get_num_threads())
+    """How many chunks to deal n units of work (channels, rows) out in: one per thread (Numba's
+    parallel loop gives each thread one contiguous block of the chunks), each chunk allocating its
+    scratch arrays once."""
+    return min(n, get_num_threads())
 
 
 @njit(inline="always")
 def chunk_range(n, chunk, chunks):
-    """(lo, hi): chunk's part of range(n), the chunks in order and as even as integers allow."""
+    """(lo, hi): chunk's part of range(n), the chunks in order and as even as integers allow.
+    Inlined into the kernels: Numba's disk cache does not notice edits here from the kernels' side
+    (clear kernels/__pycache__ after changing it)."""
     return chunk * n // chunks, (chunk + 1) * n // chunks

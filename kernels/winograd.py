@@ -229,9 +229,9 @@ def _winograd_weights_numba(w, out):
 def _weights_chunk(w, g, u, chunk, chunks):
     """w (K, 3, 3, C) (channels last, so that each filter tap is a unit-stride run over C), g = G
     -> u (6, 6, K, C), for this chunk's filters: G w down the columns into gw[a, j], then along the
-    rows. Loops: filters k > transform rows > c. The row loops run to G's shape, not to the constants 6 and 3: LLVM
-    unrolls constant loops around the vectorized c loop into dozens of copies, which multiplied the
-    kernel's compile time into an empty cache for no speed (see benchmarks/RESULTS.md)."""
+    rows. Loops: filters k > transform rows > c. The row loops run to G's shape, not to the constants
+    6 and 3: LLVM unrolls constant loops around the vectorized c loop into dozens of copies, which
+    multiplied the kernel's compile time into an empty cache for no speed (see benchmarks/RESULTS.md)."""
     k_out, c_in = w.shape[0], w.shape[3]
     rows, taps = g.shape
     gw = np.empty((rows, taps, c_in), w.dtype)
@@ -260,9 +260,9 @@ def _winograd_grad_weights_numba(du, out):
 def _grad_weights_chunk(du, gt, out, chunk, chunks):
     """du (6, 6, K, C), gt = G^T (3, 6) -> out (K, C*9), for this chunk's filters: G^T down the
     columns into t[3*i + b], then along the rows into s[3*i + j] (9, C), each a unit-stride run over
-    c; then s's columns are the filters' 9 taps, stored in (c, tap) order. Loops: filters k > rows > c. At 256 and
-    512 channels the reference's einsum is a large part of the weight's gradient, hence this kernel
-    (see benchmarks/RESULTS.md)."""
+    c; then s's columns are the filters' 9 taps, stored in (c, tap) order. Loops: filters k > rows > c.
+    At 256 and 512 channels the reference's einsum is a large part of the weight's gradient, hence
+    this kernel (see benchmarks/RESULTS.md)."""
     k_out, c_in = du.shape[2], du.shape[3]
     t, s = np.empty((18, c_in), du.dtype), np.empty((9, c_in), du.dtype)
     for k in range(*chunk_range(k_out, chunk, chunks)):
@@ -298,10 +298,10 @@ def _input_chunk(x, cm, v, th, ph, pw, chunk, chunks):
     rows q[4*ri + rj], element (4*Y + ri, 4*X + rj) of image n at q[4*ri + rj, (Y*(tw + 1) + X)*N + n]
     (one block of 4 more per row and column than there are tiles: a tile's last two rows and columns
     are the next block's first two), so that element (i, j) of row ty's tiles is one unit-stride
-    run: tile (ty, tx, n) reads q[4*(i % 4) + j % 4, ((ty + i // 4)*(tw + 1) + tx + j // 4)*N + n]. Then B^T down the tiles'
-    columns into s[6*a + j], a row of tiles at a time, and B along their rows into v[6*a + b], the
-    whole channel at once. Every channel writes the same elements of q, so its zeros (the padding)
-    are made once."""
+    run: tile (ty, tx, n) reads q[4*(i % 4) + j % 4, ((ty + i // 4)*(tw + 1) + tx + j // 4)*N + n].
+    Then B^T down the tiles' columns into s[6*a + j], a row of tiles at a time, and B along their
+    rows into v[6*a + b], the whole channel at once. Every channel writes the same elements of q, so
+    its zeros (the padding) are made once per chunk."""
     c_in, slots = v.shape[1:]
     nb, h, w = (x.shape[1], x.shape[2], x.shape[3]) if cm else (x.shape[0], x.shape[2], x.shape[3])
     run = slots // th  # tw*N: a row of tiles
@@ -380,8 +380,8 @@ def _winograd_grad_output_numba(gy, out):
 def _grad_output_chunk(g, cm, out, th, chunk, chunks):
     """g (K, N, Ho, Wo) if cm else (N, K, Ho, Wo), C-contiguous -> out (36, K, th*tw*N), for this
     chunk's channels. Per channel: split by row and column phase into q[4*i + j] (tile (ty, tx, n) at
-    slot (ty*tw + tx)*N + n; zero beyond the map, made once, as every channel writes the same
-    elements), A down the tiles' columns into r[4*a + j], A^T along their rows into out[6*a + b]."""
+    slot (ty*tw + tx)*N + n; zero beyond the map, made once per chunk, as every channel writes the
+    same elements), A down the tiles' columns into r[4*a + j], A^T along their rows into out[6*a + b]."""
     k_out, slots = out.shape[1:]
     nb, ho, wo = (g.shape[1], g.shape[2], g.shape[3]) if cm else (g.shape[0], g.shape[2], g.shape[3])
     run = slots // th  # tw*N: a row of tiles
