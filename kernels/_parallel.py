@@ -128,9 +128,9 @@ def parallel_chunks(body, chunks, *args):
         address = _addresses[key] = compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
     failed = np.zeros(chunks, np.bool_)
     _launch(address, failed, args)
-    for chunk in np.flatnonzero(failed):  # again from Python, where the exception comes out
-        body(*args, int(chunk), chunks)
     if failed.any():
+        for chunk in np.flatnonzero(failed):  # again from Python, where the exception comes out
+            body(*args, int(chunk), chunks)
         raise RuntimeError(f"parallel_chunks: {body.py_func.__name__} raised in the parallel loop but not when "
                            f"run again")
 
